@@ -1,0 +1,77 @@
+"""Fault plugins for trio-saga, one per file, all behind the `Fault` interface in `base.py`.
+
+`parse_fault("drop:p=0.1")` builds one from the spec syntax shared by scenario files and the
+command line; `FAULTS` maps every name to its plugin class.
+"""
+
+from __future__ import annotations
+
+from trio_saga.errors import FaultSpecError
+
+from .base import (
+    Commit,
+    Decision,
+    Fault,
+    FaultInjector,
+    RateFault,
+    Transmission,
+    build,
+    parse_params,
+)
+from .crash import Crash
+from .delay import Delay
+from .drop import Drop
+from .duplicate import Duplicate
+from .forced import FailInventory, FailPayment, FailShipping, ForcedFailure
+from .partition import Partition
+from .reorder import Reorder
+
+FAULTS: dict[str, type[Fault]] = {
+    cls.name: cls
+    for cls in (
+        Drop,
+        Delay,
+        Duplicate,
+        Reorder,
+        Partition,
+        Crash,
+        FailInventory,
+        FailPayment,
+        FailShipping,
+    )
+}
+
+
+def parse_fault(spec: str) -> Fault:
+    """Build a fault from `name:key=value,...`; raises FaultSpecError with a one-line reason."""
+    name, params = parse_params(spec)
+    cls = FAULTS.get(name)
+    if cls is None:
+        raise FaultSpecError(
+            f"unknown fault {name!r} in {spec!r} (known: {', '.join(sorted(FAULTS))})"
+        )
+    return build(cls, spec, params)
+
+
+__all__ = [
+    "FAULTS",
+    "Commit",
+    "Crash",
+    "Decision",
+    "Delay",
+    "Drop",
+    "Duplicate",
+    "FailInventory",
+    "FailPayment",
+    "FailShipping",
+    "Fault",
+    "FaultInjector",
+    "FaultSpecError",
+    "ForcedFailure",
+    "Partition",
+    "RateFault",
+    "Reorder",
+    "Transmission",
+    "build",
+    "parse_fault",
+]

@@ -1,0 +1,296 @@
+"""The fault-injection interface: one small protocol between the trio runtime and the plugins.
+
+This module owns the `Fault` protocol, the `Decision` record, the spec syntax
+(`name:key=value,...`) and the `FaultInjector` that composes plugins, draws every choice from
+one seeded RNG and records each decision so a run can be replayed (and shrunk) from its
+decisions alone. It must never import trio or know about services' internals: the runtime asks
+it questions at three points (a transmission, a step, a commit) and at start-up (the timeline).
+
+Times are integer microseconds of virtual time, so decisions replay exactly.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar, cast
+
+import attrs
+
+from trio_saga.errors import FaultSpecError
+from trio_saga.trace import US
+
+#: A stable name for the thing a decision applies to; only str and int so it prints and
+#: compares the same in every process.
+Key = tuple[str | int, ...]
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class Decision:
+    """One choice a fault made that changed the run."""
+
+    kind: str
+    key: Key
+    value: int | str = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "key": list(self.key), "value": self.value}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Decision:
+        try:
+            key = tuple(data["key"])
+            if not all(isinstance(k, str | int) for k in key):
+                raise TypeError("key parts must be strings or integers")
+            return cls(kind=str(data["kind"]), key=key, value=data.get("value", 0))
+        except (KeyError, TypeError) as exc:
+            raise FaultSpecError(f"bad recorded decision {data!r}: {exc}") from None
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class Transmission:
+    """One attempt to carry a message from `source` to `dest`."""
+
+    source: str
+    dest: str
+    saga_id: str
+    what: str  # the event type, or the command name
+    attempt: int
+    now: int
+
+    @property
+    def key(self) -> Key:
+        # Stable across replays with fewer faults: no delivery ids or sequence numbers.
+        return (self.what, self.saga_id, self.dest, self.attempt)
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class Commit:
+    """A service has just committed a step (state + outbox) and not yet published it."""
+
+    service: str
+    saga_id: str
+    produced: tuple[str, ...]  # the event types now in the outbox
+    now: int
+
+    @property
+    def key(self) -> Key:
+        return (self.service, self.saga_id, *self.produced)
+
+
+class Fault:
+    """Base class of the plugins; each overrides only the questions it answers.
+
+    A plugin returns `Decision`s and never acts itself: the injector records and applies them,
+    which is what makes a run replayable from its decisions.
+    """
+
+    name: ClassVar[str] = "fault"
+
+    def timeline(self, rng: random.Random) -> Sequence[Decision]:
+        """Timed decisions made up front (partitions, crashes at a time)."""
+        return ()
+
+    def on_transmit(self, t: Transmission, rng: random.Random) -> Sequence[Decision]:
+        """Network decisions for one transmission: drop, delay, duplicate, reorder."""
+        return ()
+
+    def on_step(self, step: str, saga_id: str, rng: random.Random) -> Decision | None:
+        """A forced failure of `step` for `saga_id`; value is the reason."""
+        return None
+
+    def on_commit(self, commit: Commit, rng: random.Random) -> Decision | None:
+        """A crash right after a commit, before publishing; value is the downtime."""
+        return None
+
+    def describe(self) -> str:
+        """The spec that builds this fault again (parameters left at their default omitted)."""
+        if not attrs.has(type(self)):
+            return self.name
+        params = ",".join(
+            f"{f.name}={_show(getattr(self, f.name))}"
+            for f in attrs.fields(cast(Any, type(self)))
+            if f.init and getattr(self, f.name) != f.default
+        )
+        return f"{self.name}:{params}" if params else self.name
+
+
+def _show(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+# -- spec syntax -------------------------------------------------------------------------------
+
+
+def parse_params(spec: str) -> tuple[str, dict[str, str]]:
+    """`drop:p=0.1,start=2` -> ("drop", {"p": "0.1", "start": "2"})."""
+    name, _, rest = spec.strip().partition(":")
+    if not name:
+        raise FaultSpecError(f"empty fault spec {spec!r}")
+    params: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise FaultSpecError(f"fault spec {spec!r}: expected key=value, got {item!r}")
+        params[key.strip()] = value.strip()
+    return name, params
+
+
+def build(cls: type[Fault], spec: str, params: dict[str, str]) -> Fault:
+    """Construct plugin `cls` from string params, checking names and types against its fields."""
+    fields = {f.name: f for f in attrs.fields(cast(Any, cls)) if f.init}
+    unknown = sorted(set(params) - set(fields))
+    if unknown:
+        allowed = ", ".join(fields) or "none"
+        raise FaultSpecError(
+            f"fault spec {spec!r}: unknown parameter {unknown[0]!r} (takes {allowed})"
+        )
+    kwargs: dict[str, object] = {}
+    for key, raw in params.items():
+        kind = fields[key].type
+        try:
+            kwargs[key] = _convert(raw, kind)
+        except ValueError:
+            raise FaultSpecError(f"fault spec {spec!r}: {key}={raw!r} is not a {kind}") from None
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise FaultSpecError(f"fault spec {spec!r}: {exc}") from None
+
+
+def _convert(raw: str, kind: object) -> object:
+    text = str(kind)
+    if text.startswith("float"):
+        return float(raw)
+    if text.startswith("int"):
+        return int(raw)
+    return raw
+
+
+def probability(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{attribute.name} must be between 0 and 1, got {value}")
+
+
+def non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must not be negative, got {value}")
+
+
+@attrs.define(kw_only=True)
+class RateFault(Fault):
+    """A fault that acts on each transmission while active: [start, end) in virtual seconds."""
+
+    start: float = attrs.field(default=0.0, validator=non_negative)
+    end: float = attrs.field(default=float("inf"), validator=non_negative)
+
+    def active(self, now_us: int) -> bool:
+        return self.start * US <= now_us < self.end * US
+
+
+# -- the injector ------------------------------------------------------------------------------
+
+
+@attrs.define
+class FaultInjector:
+    """Composes plugins over one seeded RNG and records every decision they make.
+
+    Made with `replaying(decisions)` it draws nothing and applies exactly the given decisions,
+    matched by key, each key used once (the first transmission, step or commit it names): the
+    base of replay files and of shrinking.
+    """
+
+    faults: list[Fault] = attrs.field(factory=list)
+    seed: int = 0
+    decisions: list[Decision] = attrs.field(factory=list)
+    _rng: random.Random = attrs.field(init=False)
+    _replay: dict[tuple[str, Key], list[Decision]] | None = attrs.field(default=None, init=False)
+    _replay_timeline: list[Decision] = attrs.field(factory=list, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    @classmethod
+    def replaying(cls, decisions: Iterable[Decision]) -> FaultInjector:
+        injector = cls()
+        index: dict[tuple[str, Key], list[Decision]] = {}
+        for decision in decisions:
+            if decision.kind in TIMED_KINDS:
+                injector._replay_timeline.append(decision)
+            else:
+                index.setdefault((_family(decision.kind), decision.key), []).append(decision)
+        injector._replay = index
+        return injector
+
+    @property
+    def active(self) -> bool:
+        """Whether any question is worth asking (no faults and no replay: all answers are no)."""
+        return bool(self.faults) or self._replay is not None
+
+    def add(self, fault: Fault) -> None:
+        self.faults.append(fault)
+
+    def find(self, cls: type[Fault]) -> list[Fault]:
+        return [f for f in self.faults if isinstance(f, cls)]
+
+    def timeline(self) -> list[Decision]:
+        if self._replay is not None:
+            made = list(self._replay_timeline)
+        else:
+            made = [d for fault in self.faults for d in fault.timeline(self._rng)]
+        self.decisions.extend(made)
+        return made
+
+    def transmit(self, t: Transmission) -> Sequence[Decision]:
+        if self._replay is not None:
+            made: Sequence[Decision] = self._replay.pop(("net", t.key), ())
+        else:
+            made = [d for fault in self.faults for d in fault.on_transmit(t, self._rng)]
+        if made:
+            self.decisions.extend(made)
+        return made
+
+    def forced_failure(self, step: str, saga_id: str) -> str | None:
+        decision: Decision | None = None
+        if self._replay is not None:
+            found = self._replay.pop(("step", (step, saga_id)), None)
+            decision = found[0] if found else None
+        else:
+            for fault in self.faults:
+                decision = fault.on_step(step, saga_id, self._rng)
+                if decision is not None:
+                    break
+        if decision is None:
+            return None
+        self.decisions.append(decision)
+        return str(decision.value)
+
+    def crash_after_commit(self, commit: Commit) -> int | None:
+        """Downtime in µs if the service crashes right after this commit."""
+        decision: Decision | None = None
+        if self._replay is not None:
+            found = self._replay.pop(("commit", commit.key), None)
+            decision = found[0] if found else None
+        else:
+            for fault in self.faults:
+                decision = fault.on_commit(commit, self._rng)
+                if decision is not None:
+                    break
+        if decision is None:
+            return None
+        self.decisions.append(decision)
+        return int(decision.value)
+
+
+#: Decision kinds made up front by `timeline` rather than in answer to a question.
+TIMED_KINDS = frozenset({"partition", "crash_at"})
+
+
+def _family(kind: str) -> str:
+    if kind.startswith("fail_"):
+        return "step"
+    if kind == "crash_after_commit":
+        return "commit"
+    return "net"

@@ -1,0 +1,53 @@
+"""crash: stop a service (its task is cancelled, its volatile state lost) and restart it from
+durable state after `downtime` seconds. Either at a time (`at=2`) or right after the service
+commits a step that produced event type `after` and before it publishes (`after=PaymentCharged`),
+with probability `p`, at most `times` times."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from typing import ClassVar
+
+import attrs
+
+from trio_saga.trace import US
+
+from .base import Commit, Decision, Fault, non_negative, probability
+
+
+@attrs.define(kw_only=True)
+class Crash(Fault):
+    name: ClassVar[str] = "crash"
+    service: str = "payment"
+    at: float | None = None
+    after: str | None = None
+    downtime: float = attrs.field(default=1.0, validator=non_negative)
+    p: float = attrs.field(default=1.0, validator=probability)
+    times: int = 1
+    _done: int = attrs.field(default=0, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        if (self.at is None) == (self.after is None):
+            raise ValueError("give exactly one of at=SECONDS or after=EVENT_TYPE")
+        if self.at is not None and (self.at < 0 or math.isinf(self.at)):
+            raise ValueError(f"at must be a time in seconds, got {self.at}")
+
+    def timeline(self, rng: random.Random) -> Sequence[Decision]:
+        if self.at is None:
+            return ()
+        key = (self.service, round(self.at * US))
+        return (Decision(kind="crash_at", key=key, value=round(self.downtime * US)),)
+
+    def on_commit(self, commit: Commit, rng: random.Random) -> Decision | None:
+        if (
+            self.after is None
+            or commit.service != self.service
+            or self.after not in commit.produced
+            or self._done >= self.times
+            or rng.random() >= self.p
+        ):
+            return None
+        self._done += 1
+        return Decision(kind="crash_after_commit", key=commit.key, value=round(self.downtime * US))

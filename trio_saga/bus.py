@@ -1,0 +1,529 @@
+"""The event bus and its network: subscriptions, at-least-once delivery with capped exponential
+backoff, the faults applied to every transmission, and the one clock-ordered agenda of
+everything that is due.
+
+This module owns the order of the simulation: every delivery, redelivery, restart and timed
+fault sits in one heap keyed by (time in µs, sequence number), so a run is decided by the seed
+alone and never by trio's scheduler. It is synchronous and must never import trio or await:
+the runtime (`runtime.py`) asks it what is due, hands each service its batch on a trio channel,
+and sleeps until the next time it names.
+
+A real broker would implement the same four verbs the services use: `publish` (accept from an
+outbox), `ack`, `reply`, and the subscriptions given at construction.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Sequence
+from typing import Final
+
+import attrs
+
+from faults.base import Commit, Decision, FaultInjector, Transmission
+
+from .events import Event, ReservationAccepted, ReservationRefused, ReserveInventory
+from .saga_log import SagaLog
+from .services import Participant, StepContext
+from .trace import US, Trace
+
+Payload = Event | ReserveInventory
+Reply = ReservationAccepted | ReservationRefused
+
+CLIENT_COMMAND = "reserve_inventory"
+
+
+@attrs.frozen(kw_only=True)
+class BusConfig:
+    """Timing of the at-least-once machinery, in µs of (virtual or real) time."""
+
+    ack_timeout_us: int = 250_000  # first redelivery after this long without an ack
+    backoff_cap_us: int = 4_000_000  # the doubling stops here
+    relay_retry_us: int = 250_000  # an outbox blocked by a partition is retried this often
+
+    def backoff(self, attempt: int) -> int:
+        return min(self.ack_timeout_us << min(attempt - 1, 20), self.backoff_cap_us)
+
+
+@attrs.define(slots=True)
+class Delivery:
+    """One message the bus must get acknowledged: an event to a subscriber, or a command."""
+
+    delivery_id: int
+    source: str
+    dest: str
+    payload: Payload
+    attempt: int = 1
+    replied: bool = False
+
+    @property
+    def what(self) -> str:
+        return CLIENT_COMMAND if isinstance(self.payload, ReserveInventory) else self.payload.type
+
+
+# Agenda entry kinds. Everything but CHECK is work that keeps the system from being quiet.
+ARRIVE: Final = 0  # obj: Delivery (one copy reaching its destination)
+CHECK: Final = 1  # obj: (delivery_id, attempt) - redeliver if still unacknowledged
+ACK: Final = 2  # obj: delivery_id (an ack held by a partition, arriving at the heal)
+CRASH: Final = 3  # obj: (service, downtime_us)
+RESTART: Final = 4  # obj: service
+RELAY: Final = 5  # obj: service (publish its outbox)
+START: Final = 6  # obj: Delivery (a client sends its command)
+MARK: Final = 7  # obj: (kind, node, info) - a trace line at its time: partition, heal
+
+#: A batch item asking a service to publish its outbox.
+RELAY_OUTBOX: Final = "relay"
+
+Batch = list[Delivery | str]
+
+
+@attrs.define(slots=True)
+class _Cut:
+    service: str
+    direction: str
+    start_us: int
+    end_us: int
+    mode: str
+
+    def blocks(self, service: str, direction: str, now_us: int) -> bool:
+        return (
+            service == self.service
+            and self.direction in ("both", direction)
+            and self.start_us <= now_us < self.end_us
+        )
+
+
+def _sim_timestamp(now_us: int) -> int:
+    return now_us // US
+
+
+class EventBus:
+    """The broker and the network between the services, driven by the runtime."""
+
+    def __init__(
+        self,
+        participants: Sequence[Participant],
+        *,
+        injector: FaultInjector | None = None,
+        trace: Trace | None = None,
+        saga_log: SagaLog | None = None,
+        config: BusConfig | None = None,
+        timestamp: Callable[[int], int] = _sim_timestamp,
+        on_reply: Callable[[Delivery, Reply], None] | None = None,
+    ) -> None:
+        self.participants = {p.name: p for p in participants}
+        self.injector = injector if injector is not None else FaultInjector()
+        self.trace = trace if trace is not None else Trace()
+        self.saga_log = saga_log if saga_log is not None else SagaLog()
+        self.config = config or BusConfig()
+        self.timestamp = timestamp
+        self.on_reply = on_reply
+        self.now = 0
+        self.subscribers: dict[str, list[str]] = {}
+        for participant in participants:
+            for kind in sorted(participant.service.subscribes_to):
+                self.subscribers.setdefault(kind, []).append(participant.name)
+        self.down: set[str] = set()
+        self.pending: dict[int, Delivery] = {}
+        self.fault_counts: dict[str, int] = {}
+        self._agenda: list[tuple[int, int, int, object]] = []
+        self._order = 0
+        self._work = 0  # agenda entries other than CHECK
+        self._deliveries = 0
+        self._cuts: list[_Cut] = []
+        self._relay_due: set[str] = set()
+        self._crashes: list[tuple[str, int]] = []
+        self._batches: dict[str, Batch] = {}
+
+    # -- agenda ----------------------------------------------------------------------------
+
+    def _at(self, t_us: int, kind: int, obj: object) -> None:
+        self._order += 1
+        heapq.heappush(self._agenda, (t_us, self._order, kind, obj))
+        if kind != CHECK:
+            self._work += 1
+
+    @property
+    def quiet(self) -> bool:
+        """Nothing in flight, nothing scheduled but stale ack checks, every service up."""
+        return self._work == 0 and not self.pending and not self.down
+
+    def next_due(self) -> int | None:
+        """When the next agenda entry is due; None when there is nothing left but stale checks."""
+        if self.quiet:
+            return None
+        return self._agenda[0][0] if self._agenda else None
+
+    def clear_stale(self) -> None:
+        """Forget ack checks left for deliveries already acknowledged (only when quiet)."""
+        if self.quiet:
+            self._agenda.clear()
+
+    # -- inputs from the shell -------------------------------------------------------------
+
+    def start_saga(self, command: ReserveInventory, at_us: int | None = None) -> int:
+        """A client sends `command` to inventory at `at_us` (default: now); returns the
+        delivery id its reply will carry."""
+        self._deliveries += 1
+        delivery = Delivery(
+            delivery_id=self._deliveries, source=command.client, dest="inventory", payload=command
+        )
+        self._at(self.now if at_us is None else at_us, START, delivery)
+        return delivery.delivery_id
+
+    def schedule_faults(self) -> None:
+        """Put the injector's timed decisions (partitions, crashes at a time) on the agenda."""
+        for decision in self.injector.timeline():
+            self._count(decision.kind)
+            if decision.kind == "partition":
+                service, direction, start, end = decision.key
+                start_us, end_us = int(start), int(end)
+                cut = _Cut(str(service), str(direction), start_us, end_us, str(decision.value))
+                self._cuts.append(cut)
+                info = f"{direction} until {end_us / US:g}s, {cut.mode}"
+                self._at(start_us, MARK, ("partition", cut.service, info))
+                self._at(end_us, MARK, ("heal", cut.service, cut.direction))
+            elif decision.kind == "crash_at":
+                service, at_us = decision.key
+                self._at(int(at_us), CRASH, (str(service), int(decision.value)))
+
+    # -- one step of the agenda ------------------------------------------------------------
+
+    def advance(self, now_us: int) -> tuple[dict[str, Batch], list[tuple[str, int]]]:
+        """Run everything due at or before `now_us`: returns the batch for each service (in
+        first-seen order) and the crashes to carry out, as (service, downtime)."""
+        self.now = max(self.now, now_us)
+        agenda = self._agenda
+        while agenda and agenda[0][0] <= self.now:
+            _, _, kind, obj = heapq.heappop(agenda)
+            if kind != CHECK:
+                self._work -= 1
+            if kind == ARRIVE:
+                assert isinstance(obj, Delivery)
+                self._arrive(obj)
+            elif kind == CHECK:
+                assert isinstance(obj, tuple)
+                self._check(*obj)
+            elif kind == START:
+                assert isinstance(obj, Delivery)
+                seq = self.trace.add(
+                    self.now,
+                    "start",
+                    obj.source,
+                    obj.payload.saga_id,
+                    CLIENT_COMMAND,
+                    str(obj.delivery_id),
+                )
+                self.saga_log.started(obj.payload.saga_id, obj.source, seq)
+                self.pending[obj.delivery_id] = obj
+                self._transmit(obj)
+            elif kind == ACK:
+                assert isinstance(obj, int)
+                self._acked(obj)
+            elif kind == CRASH:
+                assert isinstance(obj, tuple)
+                self.crash(*obj)
+            elif kind == RESTART:
+                assert isinstance(obj, str)
+                self.down.discard(obj)
+                self.trace.add(self.now, "restart", obj)
+                self._want_relay(obj, self.now)
+            elif kind == RELAY:
+                assert isinstance(obj, str)
+                self._relay_due.discard(obj)
+                if obj not in self.down:
+                    self._batches.setdefault(obj, []).append(RELAY_OUTBOX)
+            elif kind == MARK:
+                assert isinstance(obj, tuple)
+                mark, node, info = obj
+                self.trace.add(self.now, mark, node, info=info)
+        batches, self._batches = self._batches, {}
+        crashes, self._crashes = self._crashes, []
+        return batches, crashes
+
+    def _arrive(self, delivery: Delivery) -> None:
+        payload = delivery.payload
+        if delivery.dest in self.down:
+            self.trace.add(
+                self.now,
+                "lost",
+                delivery.dest,
+                payload.saga_id,
+                delivery.what,
+                str(delivery.delivery_id),
+                "service down",
+            )
+            return
+        self.trace.add(
+            self.now,
+            "deliver",
+            delivery.dest,
+            payload.saga_id,
+            delivery.what,
+            str(delivery.delivery_id),
+            f"attempt {delivery.attempt}",
+        )
+        self._batches.setdefault(delivery.dest, []).append(delivery)
+
+    def _check(self, delivery_id: int, attempt: int) -> None:
+        delivery = self.pending.get(delivery_id)
+        if delivery is None or delivery.attempt != attempt:
+            return
+        delivery.attempt += 1
+        self.trace.add(
+            self.now,
+            "redeliver",
+            delivery.dest,
+            delivery.payload.saga_id,
+            delivery.what,
+            str(delivery_id),
+            f"attempt {delivery.attempt}",
+        )
+        self._transmit(delivery)
+
+    # -- the network -----------------------------------------------------------------------
+
+    def _cut(self, service: str, direction: str) -> _Cut | None:
+        for cut in self._cuts:
+            if cut.blocks(service, direction, self.now):
+                return cut
+        return None
+
+    def _count(self, kind: str) -> None:
+        self.fault_counts[kind] = self.fault_counts.get(kind, 0) + 1
+
+    def _transmit(self, delivery: Delivery) -> None:
+        """Send one attempt of `delivery` through the faults, and arm its redelivery."""
+        now = self.now
+        saga_id = delivery.payload.saga_id
+        ref = str(delivery.delivery_id)
+        what = delivery.what
+        self._at(
+            now + self.config.backoff(delivery.attempt),
+            CHECK,
+            (delivery.delivery_id, delivery.attempt),
+        )
+        decisions: Sequence[Decision] = ()
+        if self.injector.active:
+            decisions = self.injector.transmit(
+                Transmission(
+                    source=delivery.source,
+                    dest=delivery.dest,
+                    saga_id=saga_id,
+                    what=what,
+                    attempt=delivery.attempt,
+                    now=now,
+                )
+            )
+        arrivals = [now]
+        for decision in decisions:
+            self._count(decision.kind)
+            value = int(decision.value)
+            if decision.kind == "drop":
+                self.trace.add(now, "drop", delivery.dest, saga_id, what, ref)
+                return
+            if decision.kind == "duplicate":
+                arrivals += [arrivals[0]] * value
+                self.trace.add(
+                    now, "duplicate", delivery.dest, saga_id, what, ref, f"{value} extra"
+                )
+            else:  # delay, reorder
+                arrivals = [t + value for t in arrivals]
+                self.trace.add(
+                    now, decision.kind, delivery.dest, saga_id, what, ref, f"+{value / US:g}s"
+                )
+        cut = self._cut(delivery.dest, "in")
+        if cut is not None:
+            if cut.mode == "drop":
+                self._count("partition_drop")
+                self.trace.add(now, "drop", delivery.dest, saga_id, what, ref, "partitioned")
+                return
+            arrivals = [max(t, cut.end_us) for t in arrivals]
+            self.trace.add(now, "hold", delivery.dest, saga_id, what, ref, "partitioned")
+        if not decisions and cut is None:
+            self.trace.add(now, "send", delivery.dest, saga_id, what, ref)
+        for t in arrivals:
+            self._at(t, ARRIVE, delivery)
+
+    # -- verbs the services use (called from inside a service's step) -----------------------
+
+    def context(self) -> StepContext:
+        return StepContext(timestamp=self.timestamp(self.now), forced_failure=self.forced_failure)
+
+    def forced_failure(self, step: str, saga_id: str) -> str | None:
+        reason = self.injector.forced_failure(step, saga_id)
+        if reason is not None:
+            self._count(f"fail_{step}")
+            self.trace.add(self.now, "fail", step, saga_id, info=reason)
+        return reason
+
+    def publish(self, participant: Participant) -> None:
+        """Accept what `participant` has in its outbox, unless its out-link is cut."""
+        name = participant.name
+        outbox = participant.outbox
+        if outbox and self._cut(name, "out") is not None:
+            self.trace.add(
+                self.now,
+                "hold",
+                name,
+                outbox[0].saga_id,
+                outbox[0].type,
+                outbox[0].event_id,
+                f"{len(outbox)} in outbox, partitioned",
+            )
+            self._want_relay(name, self.now + self.config.relay_retry_us)
+            return
+        while outbox:
+            self.accept(name, outbox.popleft())
+
+    def accept(self, source: str, event: Event) -> None:
+        seq = self.trace.add(self.now, "publish", source, event.saga_id, event.type, event.event_id)
+        self.saga_log.observe(event, seq)
+        for dest in self.subscribers.get(event.type, ()):
+            self._deliveries += 1
+            delivery = Delivery(
+                delivery_id=self._deliveries, source=source, dest=dest, payload=event
+            )
+            self.pending[delivery.delivery_id] = delivery
+            self._transmit(delivery)
+
+    def ack(self, delivery: Delivery) -> None:
+        cut = self._cut(delivery.dest, "out")
+        if cut is not None:
+            self.trace.add(
+                self.now,
+                "drop" if cut.mode == "drop" else "hold",
+                delivery.dest,
+                delivery.payload.saga_id,
+                "ack",
+                str(delivery.delivery_id),
+                "partitioned",
+            )
+            if cut.mode == "hold":
+                self._at(cut.end_us, ACK, delivery.delivery_id)
+            return
+        self._acked(delivery.delivery_id)
+
+    def _acked(self, delivery_id: int) -> None:
+        delivery = self.pending.pop(delivery_id, None)
+        if delivery is not None:
+            self.trace.add(
+                self.now,
+                "ack",
+                delivery.dest,
+                delivery.payload.saga_id,
+                delivery.what,
+                str(delivery_id),
+            )
+
+    def reply(self, delivery: Delivery, reply: Reply) -> None:
+        """Answer a client's command once, however often the command arrives."""
+        live = self.pending.get(delivery.delivery_id)
+        if live is None or live.replied:
+            return
+        live.replied = True
+        ok = isinstance(reply, ReservationAccepted)
+        info = reply.reservation_id if isinstance(reply, ReservationAccepted) else reply.text
+        self.trace.add(
+            self.now,
+            "reply",
+            delivery.source,
+            reply.saga_id,
+            "reserve_inventory_ok" if ok else "error",
+            str(delivery.delivery_id),
+            info,
+        )
+        if self.on_reply is not None:
+            self.on_reply(delivery, reply)
+
+    # -- crashes ---------------------------------------------------------------------------
+
+    def crash(self, service: str, downtime_us: int, info: str = "") -> None:
+        """Take `service` down now and bring it back after `downtime_us`."""
+        if service in self.down or service not in self.participants:
+            return
+        self.down.add(service)
+        self._batches.pop(service, None)
+        self.trace.add(self.now, "crash", service, info=info or f"down {downtime_us / US:g}s")
+        self._crashes.append((service, downtime_us))
+        self._at(self.now + downtime_us, RESTART, service)
+
+    def _want_relay(self, service: str, at_us: int) -> None:
+        participant = self.participants[service]
+        if participant.outbox and service not in self._relay_due:
+            self._relay_due.add(service)
+            self._at(at_us, RELAY, service)
+
+    def take_crashes(self) -> list[tuple[str, int]]:
+        crashes, self._crashes = self._crashes, []
+        return crashes
+
+
+def serve_batch(participant: Participant, batch: Batch, bus: EventBus) -> bool:
+    """One service's step over a batch: commit each message, maybe crash, publish, ack.
+
+    Returns False if the service crashed part-way: what is left of the batch is lost with its
+    volatile state, and the bus redelivers it. Called by the service's own trio task.
+    """
+    trace = bus.trace
+    name = participant.name
+    for position, item in enumerate(batch):
+        if isinstance(item, str):  # RELAY_OUTBOX
+            bus.publish(participant)
+            continue
+        payload = item.payload
+        ctx = bus.context()
+        if isinstance(payload, ReserveInventory):
+            reply, produced = participant.execute(payload, ctx)
+            bus.reply(item, reply)
+        else:
+            outcome = participant.receive(payload, ctx)
+            if outcome is None:
+                trace.add(
+                    bus.now,
+                    "ignore",
+                    name,
+                    payload.saga_id,
+                    payload.type,
+                    payload.event_id,
+                    "duplicate",
+                )
+                bus.ack(item)
+                continue
+            produced = outcome
+            trace.add(
+                bus.now,
+                "handle",
+                name,
+                payload.saga_id,
+                payload.type,
+                payload.event_id,
+                " ".join(e.type for e in produced),
+            )
+        if produced and (bus.injector.active):
+            downtime = bus.injector.crash_after_commit(
+                Commit(
+                    service=name,
+                    saga_id=payload.saga_id,
+                    produced=tuple(e.type for e in produced),
+                    now=bus.now,
+                )
+            )
+            if downtime is not None:
+                bus._count("crash_after_commit")
+                bus.crash(name, downtime, f"after committing {produced[0].type}, before publishing")
+                for lost in batch[position + 1 :]:
+                    if not isinstance(lost, str):
+                        trace.add(
+                            bus.now,
+                            "lost",
+                            name,
+                            lost.payload.saga_id,
+                            lost.what,
+                            str(lost.delivery_id),
+                            "crashed",
+                        )
+                return False
+        bus.publish(participant)
+        bus.ack(item)
+    return True

@@ -1,0 +1,154 @@
+"""The command line (`python run.py ...`): argument parsing and dispatch only.
+
+Modes: no command -> the stdio node (DESIGN §5); `scenarios`, `scenario NAME` (DESIGN §6);
+`explore` and `replay`. This module must never print tracebacks for user errors: a SagaError
+becomes one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+import trio
+
+from .errors import SagaError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+DESCRIPTION = """\
+trio-saga: a choreography saga (inventory -> payment -> shipping) on trio, with fault injection.
+
+With no command, run as a Maelstrom-style node: JSON messages in on stdin, one per line;
+replies and saga notifications out on stdout; logs on stderr. Nodes: event_bus, inventory,
+payment, shipping. Network faults (--fault) apply to the bus; forced failures come from the
+request flags fail_inventory / fail_payment / fail_shipping.
+
+Commands:
+  scenarios                 list the named scenarios
+  scenario NAME             run one and print its summary (exit 1 if an invariant or an
+                            expected outcome fails)
+  explore                   run many seeds (optionally swarm fault mixes), shrink failures
+  replay FILE               re-run a saved run exactly
+
+Fault specs (for --fault, and in scenario files) look like NAME:key=value,...:
+  drop:p=0.1   delay:mean=0.05,dist=exponential   duplicate:p=0.2,copies=2
+  reorder:window=0.5   partition:service=payment,start=1,duration=5,direction=both
+  crash:service=payment,after=PaymentCharged,downtime=1   crash:service=shipping,at=2
+  fail_payment:saga=saga7   fail_shipping:rate=0.1
+"""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (try --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="run.py", description=DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="stdio mode: inject a fault (repeatable)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed for the fault injector")
+    parser.add_argument(
+        "--drain",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stdio mode: how long in-flight sagas get at end of input (2)",
+    )
+    parser.add_argument(
+        "--no-settle",
+        action="store_true",
+        help="stdio mode: read the next line without waiting for quiet",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    commands.add_parser("scenarios", help="list the named scenarios")
+
+    scenario = commands.add_parser("scenario", help="run one named scenario")
+    scenario.add_argument("name")
+    scenario.add_argument("--seed", type=int, default=None, dest="scenario_seed")
+    scenario.add_argument("--trace", metavar="PATH", help="write the JSONL trace here")
+    scenario.add_argument("--diagram", metavar="PATH", help="write a Mermaid sequence diagram")
+    scenario.add_argument("--saga", metavar="ID", help="the diagram shows only this saga")
+    scenario.add_argument("--report", metavar="PATH", help="write a self-contained HTML report")
+
+    explore = commands.add_parser("explore", help="run many seeds and shrink failures")
+    explore.add_argument("--scenario", default="chaos")
+    budget = explore.add_mutually_exclusive_group()
+    budget.add_argument("--seeds", type=int, default=None)
+    budget.add_argument("--time", type=float, default=None, metavar="SECONDS")
+    explore.add_argument("--jobs", type=int, default=1)
+    explore.add_argument("--swarm", action="store_true")
+    explore.add_argument("--first-seed", type=int, default=0)
+    explore.add_argument(
+        "--out", metavar="DIR", default="replays", help="where replay files of failing runs go"
+    )
+    explore.add_argument("--report", metavar="PATH")
+
+    replay = commands.add_parser("replay", help="re-run a saved run exactly")
+    replay.add_argument("file")
+    replay.add_argument("--trace", metavar="PATH")
+    replay.add_argument("--diagram", metavar="PATH")
+    replay.add_argument("--saga", metavar="ID")
+    replay.add_argument("--report", metavar="PATH")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except SagaError as exc:
+        print(f"run.py: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command is None:
+        return _stdio(args)
+    if args.command == "scenarios":
+        from .commands import list_command
+
+        return list_command()
+    if args.command == "scenario":
+        from .commands import scenario_command
+
+        return scenario_command(args)
+    if args.command == "explore":
+        from .explore import explore_command
+
+        return explore_command(args)
+    from .explore import replay_command
+
+    return replay_command(args)
+
+
+def _stdio(args: argparse.Namespace) -> int:
+    from faults import parse_fault
+
+    from .stdio import DEFAULT_DRAIN_S, serve
+
+    faults = [parse_fault(spec) for spec in args.fault]
+    drain = DEFAULT_DRAIN_S if args.drain is None else args.drain
+    if drain < 0:
+        raise SagaError("--drain must not be negative")
+    return trio.run(
+        lambda: serve(faults=faults, seed=args.seed, drain_s=drain, settle=not args.no_settle)
+    )

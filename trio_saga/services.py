@@ -1,0 +1,412 @@
+"""The pure core: what inventory, payment and shipping do with each event, and the durable
+participant (inbox + outbox) that makes every handler idempotent and every publish safe.
+
+Every transition of DESIGN §1 lives here, as plain methods: event in -> state change and events
+out. This module must never import trio, read a clock, draw a random number or do I/O; the time
+and any forced failure arrive in the `StepContext`, so the same inputs always give the same
+outputs. The trio runtime (`runtime.py`) wraps it.
+
+Each service keeps one small record per saga, and that record is the guard against events that
+arrive twice or out of order: a step already decided is never decided again, so there is no
+charge after a release, no shipment after a refund and no second charge for a redelivery.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import ClassVar, Protocol, runtime_checkable
+
+import attrs
+
+from .events import (
+    Event,
+    InventoryReleased,
+    InventoryReservationFailed,
+    InventoryReserved,
+    PaymentCharged,
+    PaymentFailed,
+    PaymentRefunded,
+    ReservationAccepted,
+    ReservationRefused,
+    ReserveInventory,
+    ShipmentCreated,
+    ShipmentFailed,
+)
+
+DEFAULT_UNIT_PRICE_CENTS = 9999
+DEFAULT_STOCK = 1000
+DEFAULT_FUNDS_CENTS = 100_000_000
+
+#: Why a forced failure says it failed, per step (the seed's PaymentFailed says
+#: insufficient_funds, so a forced payment failure looks like a declined card).
+FORCED_REASONS = {
+    "inventory": "inventory_unavailable",
+    "payment": "insufficient_funds",
+    "shipping": "carrier_unavailable",
+}
+
+#: (step, saga_id) -> the reason to fail that step, or None to let it run.
+ForcedFailure = Callable[[str, str], "str | None"]
+
+
+def never_fail(step: str, saga_id: str) -> str | None:
+    return None
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class StepContext:
+    """Everything a handler may know besides its own state and the event."""
+
+    timestamp: int
+    forced_failure: ForcedFailure = never_fail
+
+
+class SagaService(Protocol):
+    """A saga participant: reacts to the event types it subscribes to."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def subscribes_to(self) -> frozenset[str]: ...
+
+    def handle(self, event: Event, ctx: StepContext) -> Sequence[Event]: ...
+
+
+@runtime_checkable
+class AcceptsCommands(Protocol):
+    """A participant a client can call directly (inventory: the saga's first step)."""
+
+    def reserve(
+        self, command: ReserveInventory, ctx: StepContext
+    ) -> tuple[ReservationAccepted | ReservationRefused, Sequence[Event]]: ...
+
+
+@attrs.define(slots=True)
+class _EventIds:
+    """Per-service counter behind event ids, so runs are reproducible."""
+
+    prefix: str
+    issued: int = 0
+
+    def next(self) -> str:
+        self.issued += 1
+        return f"{self.prefix}-{self.issued}"
+
+
+# -- inventory ---------------------------------------------------------------------------------
+
+
+@attrs.define(slots=True)
+class Reservation:
+    order_key: tuple[str, int, int | None]
+    sku: str
+    quantity: int
+    reply: ReservationAccepted | ReservationRefused
+    status: str  # "held" | "released" | "shipped" | "refused"
+
+
+@attrs.define
+class Inventory:
+    """T1: reserve stock. Compensates on PaymentFailed / PaymentRefunded by releasing; moves the
+    reservation to shipped on ShipmentCreated (so stock is conserved: available + reserved +
+    shipped = initial)."""
+
+    name: ClassVar[str] = "inventory"
+    subscribes_to: ClassVar[frozenset[str]] = frozenset(
+        {PaymentFailed.type, PaymentRefunded.type, ShipmentCreated.type}
+    )
+
+    stock: dict[str, int] = attrs.field(factory=dict)
+    default_stock: int = DEFAULT_STOCK
+    unit_price_cents: int = DEFAULT_UNIT_PRICE_CENTS
+    prices_cents: dict[str, int] = attrs.field(factory=dict)
+    initial: dict[str, int] = attrs.field(factory=dict)
+    reserved: dict[str, int] = attrs.field(factory=dict)
+    shipped: dict[str, int] = attrs.field(factory=dict)
+    reservations: dict[str, Reservation] = attrs.field(factory=dict)
+    reservations_made: int = 0
+    ids: _EventIds = attrs.field(factory=lambda: _EventIds("inv"))
+
+    def __attrs_post_init__(self) -> None:
+        for sku, count in self.stock.items():
+            self.initial.setdefault(sku, count)
+
+    def available(self, sku: str) -> int:
+        if sku not in self.stock:
+            self.stock[sku] = self.initial[sku] = self.default_stock
+        return self.stock[sku]
+
+    def reserve(
+        self, command: ReserveInventory, ctx: StepContext
+    ) -> tuple[ReservationAccepted | ReservationRefused, Sequence[Event]]:
+        saga_id = command.saga_id
+        known = self.reservations.get(saga_id)
+        if known is not None:
+            if known.order_key == command.order_key:
+                return known.reply, ()
+            return ReservationRefused(
+                saga_id=saga_id,
+                code=22,
+                text=f"saga {saga_id} was already started with a different order",
+            ), ()
+        sku, quantity = command.sku, command.quantity
+        forced = ctx.forced_failure("inventory", saga_id)
+        available = self.available(sku)
+        if forced is not None:
+            return self._refuse(command, ctx, forced, f"inventory step forced to fail ({forced})")
+        if available < quantity:
+            return self._refuse(
+                command,
+                ctx,
+                "insufficient_stock",
+                f"insufficient stock for sku {sku}: {available} available, {quantity} requested",
+            )
+        self.stock[sku] = available - quantity
+        self.reserved[sku] = self.reserved.get(sku, 0) + quantity
+        self.reservations_made += 1
+        reservation_id = f"r{self.reservations_made}"
+        accepted = ReservationAccepted(saga_id=saga_id, reservation_id=reservation_id)
+        self.reservations[saga_id] = Reservation(
+            order_key=command.order_key, sku=sku, quantity=quantity, reply=accepted, status="held"
+        )
+        amount = command.amount_cents
+        if amount is None:
+            amount = self.prices_cents.get(sku, self.unit_price_cents) * quantity
+        event = InventoryReserved(
+            saga_id=saga_id,
+            event_id=self.ids.next(),
+            timestamp=ctx.timestamp,
+            reservation_id=reservation_id,
+            sku=sku,
+            quantity=quantity,
+            amount_cents=amount,
+        )
+        return accepted, (event,)
+
+    def _refuse(
+        self, command: ReserveInventory, ctx: StepContext, reason: str, text: str
+    ) -> tuple[ReservationRefused, Sequence[Event]]:
+        refused = ReservationRefused(saga_id=command.saga_id, code=22, text=text)
+        self.reservations[command.saga_id] = Reservation(
+            order_key=command.order_key,
+            sku=command.sku,
+            quantity=command.quantity,
+            reply=refused,
+            status="refused",
+        )
+        event = InventoryReservationFailed(
+            saga_id=command.saga_id,
+            event_id=self.ids.next(),
+            timestamp=ctx.timestamp,
+            reason=reason,
+        )
+        return refused, (event,)
+
+    def handle(self, event: Event, ctx: StepContext) -> Sequence[Event]:
+        reservation = self.reservations.get(event.saga_id)
+        if reservation is None or reservation.status != "held":
+            return ()  # nothing held: no release without a reservation, never twice
+        sku, quantity = reservation.sku, reservation.quantity
+        self.reserved[sku] -= quantity
+        if isinstance(event, ShipmentCreated):
+            reservation.status = "shipped"
+            self.shipped[sku] = self.shipped.get(sku, 0) + quantity
+            return ()
+        reservation.status = "released"
+        self.stock[sku] += quantity
+        assert isinstance(reservation.reply, ReservationAccepted)
+        return (
+            InventoryReleased(
+                saga_id=event.saga_id,
+                event_id=self.ids.next(),
+                timestamp=ctx.timestamp,
+                reservation_id=reservation.reply.reservation_id,
+            ),
+        )
+
+
+# -- payment -----------------------------------------------------------------------------------
+
+
+@attrs.define(slots=True)
+class Payment:
+    payment_id: str | None
+    amount_cents: int
+    status: str  # "charged" | "failed" | "refunded"
+
+
+@attrs.define
+class PaymentService:
+    """T2: charge on InventoryReserved. Compensates on ShipmentFailed by refunding."""
+
+    name: ClassVar[str] = "payment"
+    subscribes_to: ClassVar[frozenset[str]] = frozenset(
+        {InventoryReserved.type, ShipmentFailed.type}
+    )
+
+    funds_cents: int = DEFAULT_FUNDS_CENTS
+    charged_cents: int = 0
+    refunded_cents: int = 0
+    payments: dict[str, Payment] = attrs.field(factory=dict)
+    payments_made: int = 0
+    ids: _EventIds = attrs.field(factory=lambda: _EventIds("pay"))
+
+    def handle(self, event: Event, ctx: StepContext) -> Sequence[Event]:
+        if isinstance(event, InventoryReserved):
+            return self.charge(event, ctx)
+        if isinstance(event, ShipmentFailed):
+            return self.refund(event, ctx)
+        return ()
+
+    def charge(self, event: InventoryReserved, ctx: StepContext) -> Sequence[Event]:
+        saga_id = event.saga_id
+        if saga_id in self.payments:
+            return ()  # decided once: a redelivery never charges again
+        amount = event.amount_cents
+        reason = ctx.forced_failure("payment", saga_id)
+        if reason is None and self.funds_cents < amount:
+            reason = "insufficient_funds"
+        if reason is not None:
+            self.payments[saga_id] = Payment(payment_id=None, amount_cents=amount, status="failed")
+            return (
+                PaymentFailed(
+                    saga_id=saga_id,
+                    event_id=self.ids.next(),
+                    timestamp=ctx.timestamp,
+                    reason=reason,
+                ),
+            )
+        self.funds_cents -= amount
+        self.charged_cents += amount
+        self.payments_made += 1
+        payment_id = f"p{self.payments_made}"
+        self.payments[saga_id] = Payment(
+            payment_id=payment_id, amount_cents=amount, status="charged"
+        )
+        return (
+            PaymentCharged(
+                saga_id=saga_id,
+                event_id=self.ids.next(),
+                timestamp=ctx.timestamp,
+                payment_id=payment_id,
+                amount_cents=amount,
+            ),
+        )
+
+    def refund(self, event: ShipmentFailed, ctx: StepContext) -> Sequence[Event]:
+        payment = self.payments.get(event.saga_id)
+        if payment is None or payment.status != "charged" or payment.payment_id is None:
+            return ()  # no refund without a charge, never twice
+        payment.status = "refunded"
+        self.funds_cents += payment.amount_cents
+        self.refunded_cents += payment.amount_cents
+        return (
+            PaymentRefunded(
+                saga_id=event.saga_id,
+                event_id=self.ids.next(),
+                timestamp=ctx.timestamp,
+                payment_id=payment.payment_id,
+                amount_cents=payment.amount_cents,
+            ),
+        )
+
+
+# -- shipping ----------------------------------------------------------------------------------
+
+
+@attrs.define
+class ShippingService:
+    """T3: ship on PaymentCharged. The last step, so it has nothing to compensate."""
+
+    name: ClassVar[str] = "shipping"
+    subscribes_to: ClassVar[frozenset[str]] = frozenset({PaymentCharged.type})
+
+    shipments: dict[str, str | None] = attrs.field(factory=dict)  # saga -> shipment id or None
+    shipments_made: int = 0
+    ids: _EventIds = attrs.field(factory=lambda: _EventIds("shp"))
+
+    def handle(self, event: Event, ctx: StepContext) -> Sequence[Event]:
+        saga_id = event.saga_id
+        if not isinstance(event, PaymentCharged) or saga_id in self.shipments:
+            return ()
+        reason = ctx.forced_failure("shipping", saga_id)
+        if reason is not None:
+            self.shipments[saga_id] = None
+            return (
+                ShipmentFailed(
+                    saga_id=saga_id,
+                    event_id=self.ids.next(),
+                    timestamp=ctx.timestamp,
+                    reason=reason,
+                ),
+            )
+        self.shipments_made += 1
+        shipment_id = f"s{self.shipments_made}"
+        self.shipments[saga_id] = shipment_id
+        return (
+            ShipmentCreated(
+                saga_id=saga_id,
+                event_id=self.ids.next(),
+                timestamp=ctx.timestamp,
+                shipment_id=shipment_id,
+            ),
+        )
+
+
+# -- the durable participant -------------------------------------------------------------------
+
+
+@attrs.define
+class Participant:
+    """A service with its durable inbox and outbox: what survives a crash.
+
+    `receive` commits the state change, the event id into the inbox and the produced events into
+    the outbox as one step, so a crash after it loses nothing (the outbox is published on
+    restart) and a redelivery changes nothing (the inbox answers it).
+    """
+
+    service: SagaService
+    inbox: set[str] = attrs.field(factory=set)
+    outbox: deque[Event] = attrs.field(factory=deque)
+
+    @property
+    def name(self) -> str:
+        return self.service.name
+
+    def receive(self, event: Event, ctx: StepContext) -> Sequence[Event] | None:
+        """Commit one delivered event; None when it was already processed."""
+        if event.event_id in self.inbox:
+            return None
+        produced = self.service.handle(event, ctx)
+        self.inbox.add(event.event_id)
+        self.outbox.extend(produced)
+        return produced
+
+    def execute(
+        self, command: ReserveInventory, ctx: StepContext
+    ) -> tuple[ReservationAccepted | ReservationRefused, Sequence[Event]]:
+        """Commit one client command (idempotent by saga id in the service itself)."""
+        if not isinstance(self.service, AcceptsCommands):
+            raise TypeError(f"{self.name} takes no commands")
+        reply, produced = self.service.reserve(command, ctx)
+        self.outbox.extend(produced)
+        return reply, produced
+
+
+def default_services(
+    *,
+    stock: dict[str, int] | None = None,
+    default_stock: int = DEFAULT_STOCK,
+    unit_price_cents: int = DEFAULT_UNIT_PRICE_CENTS,
+    funds_cents: int = DEFAULT_FUNDS_CENTS,
+) -> list[SagaService]:
+    """The three services of DESIGN §1 with the given initial state."""
+    return [
+        Inventory(
+            stock=dict(stock or {}), default_stock=default_stock, unit_price_cents=unit_price_cents
+        ),
+        PaymentService(funds_cents=funds_cents),
+        ShippingService(),
+    ]
