@@ -55,10 +55,12 @@ class Delivery:
     payload: Payload
     attempt: int = 1
     replied: bool = False
+    #: The event type or command name, for the trace and fault keys (computed once: hot path).
+    what: str = attrs.field(init=False)
 
-    @property
-    def what(self) -> str:
-        return CLIENT_COMMAND if isinstance(self.payload, ReserveInventory) else self.payload.type
+    def __attrs_post_init__(self) -> None:
+        payload = self.payload
+        self.what = CLIENT_COMMAND if isinstance(payload, ReserveInventory) else payload.type
 
 
 # Agenda entry kinds. Everything but CHECK is work that keeps the system from being quiet.
@@ -134,6 +136,8 @@ class EventBus:
         self._relay_due: set[str] = set()
         self._crashes: list[tuple[str, int]] = []
         self._batches: dict[str, Batch] = {}
+        self._context_at = -1
+        self._context = StepContext(timestamp=0)
 
     # -- agenda ----------------------------------------------------------------------------
 
@@ -340,15 +344,19 @@ class EventBus:
                 return
             arrivals = [max(t, cut.end_us) for t in arrivals]
             self.trace.add(now, "hold", delivery.dest, saga_id, what, ref, "partitioned")
-        if not decisions and cut is None:
-            self.trace.add(now, "send", delivery.dest, saga_id, what, ref)
         for t in arrivals:
             self._at(t, ARRIVE, delivery)
 
     # -- verbs the services use (called from inside a service's step) -----------------------
 
     def context(self) -> StepContext:
-        return StepContext(timestamp=self.timestamp(self.now), forced_failure=self.forced_failure)
+        # One context per instant: building it per message showed in profiles.
+        if self._context_at != self.now:
+            self._context_at = self.now
+            self._context = StepContext(
+                timestamp=self.timestamp(self.now), forced_failure=self.forced_failure
+            )
+        return self._context
 
     def forced_failure(self, step: str, saga_id: str) -> str | None:
         reason = self.injector.forced_failure(step, saga_id)

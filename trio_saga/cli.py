@@ -75,7 +75,12 @@ def build_parser() -> Parser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
-    commands.add_parser("scenarios", help="list the named scenarios")
+    scenarios = commands.add_parser("scenarios", help="list the named scenarios")
+    scenarios.add_argument(
+        "--run",
+        action="store_true",
+        help="run every scenario with its default seed and print summaries",
+    )
 
     scenario = commands.add_parser("scenario", help="run one named scenario")
     scenario.add_argument("name")
@@ -126,7 +131,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "scenarios":
         from .commands import list_command
 
-        return list_command()
+        return list_command(run=args.run)
     if args.command == "scenario":
         from .commands import scenario_command
 

@@ -53,6 +53,9 @@ class Record(NamedTuple):
         )
 
 
+_new_record = tuple.__new__
+
+
 class Trace:
     """An append-only list of records; optionally also streamed to a file as it grows."""
 
@@ -79,8 +82,9 @@ class Trace:
         info: str = "",
     ) -> int:
         seq = self._count
-        self._count += 1
-        record = Record(seq, t_us, kind, node, saga, event, ref, info)
+        self._count = seq + 1
+        # tuple.__new__ skips NamedTuple's Python-level __new__: this is the hottest call.
+        record = _new_record(Record, (seq, t_us, kind, node, saga, event, ref, info))
         if self._keep:
             self.records.append(record)
         if self._stream is not None:
