@@ -16,7 +16,6 @@ from .base import (
     RateFault,
     Transmission,
     build,
-    parse_params,
 )
 from .crash import Crash
 from .delay import Delay
@@ -24,34 +23,8 @@ from .drop import Drop
 from .duplicate import Duplicate
 from .forced import FailInventory, FailPayment, FailShipping, ForcedFailure
 from .partition import Partition
+from .registry import FAULTS, parse_fault
 from .reorder import Reorder
-
-FAULTS: dict[str, type[Fault]] = {
-    cls.name: cls
-    for cls in (
-        Drop,
-        Delay,
-        Duplicate,
-        Reorder,
-        Partition,
-        Crash,
-        FailInventory,
-        FailPayment,
-        FailShipping,
-    )
-}
-
-
-def parse_fault(spec: str) -> Fault:
-    """Build a fault from `name:key=value,...`; raises FaultSpecError with a one-line reason."""
-    name, params = parse_params(spec)
-    cls = FAULTS.get(name)
-    if cls is None:
-        raise FaultSpecError(
-            f"unknown fault {name!r} in {spec!r} (known: {', '.join(sorted(FAULTS))})"
-        )
-    return build(cls, spec, params)
-
 
 __all__ = [
     "FAULTS",

@@ -40,7 +40,8 @@ from typing import Any
 
 import attrs
 
-from faults import Decision, Fault, parse_fault
+from faults.base import Decision, Fault
+from faults.registry import parse_fault
 
 from .errors import ScenarioError
 from .events import STEPS, amount_to_cents

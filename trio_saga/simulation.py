@@ -17,7 +17,9 @@ import attrs
 import trio
 import trio.testing
 
-from faults import FAULTS, Decision, Fault, FaultInjector, ForcedFailure
+from faults.base import Decision, Fault, FaultInjector
+from faults.forced import ForcedFailure
+from faults.registry import FAULTS
 
 from .bus import BusConfig, EventBus
 from .events import ReserveInventory
