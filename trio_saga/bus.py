@@ -247,6 +247,32 @@ class EventBus:
 
     def _arrive(self, delivery: Delivery) -> None:
         payload = delivery.payload
+        cut = self._cut(delivery.dest, "in") if self._cuts else None
+        if cut is not None:  # a partition also catches what was already in flight
+            ref = str(delivery.delivery_id)
+            if cut.mode == "drop":
+                self._count("partition_drop")
+                self.trace.add(
+                    self.now,
+                    "drop",
+                    delivery.dest,
+                    payload.saga_id,
+                    delivery.what,
+                    ref,
+                    "partitioned",
+                )
+            else:
+                self.trace.add(
+                    self.now,
+                    "hold",
+                    delivery.dest,
+                    payload.saga_id,
+                    delivery.what,
+                    ref,
+                    "partitioned",
+                )
+                self._at(cut.end_us, ARRIVE, delivery)
+            return
         if delivery.dest in self.down:
             self.trace.add(
                 self.now,
@@ -336,15 +362,7 @@ class EventBus:
                 self.trace.add(
                     now, decision.kind, delivery.dest, saga_id, what, ref, f"+{value / US:g}s"
                 )
-        cut = self._cut(delivery.dest, "in")
-        if cut is not None:
-            if cut.mode == "drop":
-                self._count("partition_drop")
-                self.trace.add(now, "drop", delivery.dest, saga_id, what, ref, "partitioned")
-                return
-            arrivals = [max(t, cut.end_us) for t in arrivals]
-            self.trace.add(now, "hold", delivery.dest, saga_id, what, ref, "partitioned")
-        for t in arrivals:
+        for t in arrivals:  # a partition is applied on arrival (`_arrive`)
             self._at(t, ARRIVE, delivery)
 
     # -- verbs the services use (called from inside a service's step) -----------------------
@@ -446,13 +464,14 @@ class EventBus:
 
     # -- crashes ---------------------------------------------------------------------------
 
-    def crash(self, service: str, downtime_us: int, info: str = "") -> None:
-        """Take `service` down now and bring it back after `downtime_us`."""
+    def crash(self, service: str, downtime_us: int, info: str = "", saga: str = "") -> None:
+        """Take `service` down now and bring it back after `downtime_us`; `saga` names the
+        saga whose step the crash interrupted, if any."""
         if service in self.down or service not in self.participants:
             return
         self.down.add(service)
         self._batches.pop(service, None)
-        self.trace.add(self.now, "crash", service, info=info or f"down {downtime_us / US:g}s")
+        self.trace.add(self.now, "crash", service, saga, info=info or f"down {downtime_us / US:g}s")
         self._crashes.append((service, downtime_us))
         self._at(self.now + downtime_us, RESTART, service)
 
@@ -519,7 +538,12 @@ def serve_batch(participant: Participant, batch: Batch, bus: EventBus) -> bool:
             )
             if downtime is not None:
                 bus._count("crash_after_commit")
-                bus.crash(name, downtime, f"after committing {produced[0].type}, before publishing")
+                bus.crash(
+                    name,
+                    downtime,
+                    f"after committing {produced[0].type}, before publishing",
+                    saga=payload.saga_id,
+                )
                 for lost in batch[position + 1 :]:
                     if not isinstance(lost, str):
                         trace.add(

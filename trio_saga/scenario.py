@@ -43,7 +43,7 @@ import attrs
 from faults.base import Decision, Fault
 from faults.registry import parse_fault
 
-from .errors import ScenarioError
+from .errors import FaultSpecError, ScenarioError
 from .events import STEPS, amount_to_cents
 from .services import (
     DEFAULT_FUNDS_CENTS,
@@ -109,7 +109,7 @@ class Scenario:
             raise ScenarioError(f"scenario {name}: not valid TOML: {exc}") from None
         try:
             return cls._from_data(name, data)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (TypeError, ValueError, FaultSpecError) as exc:
             raise ScenarioError(f"scenario {name}: {exc}") from None
 
     @classmethod
@@ -239,7 +239,7 @@ class Scenario:
 def _get(data: Mapping[str, Any], key: str, kind: Any, default: Any = attrs.NOTHING) -> Any:
     if key not in data:
         if default is attrs.NOTHING:
-            raise KeyError(f"missing {key!r}")
+            raise ValueError(f"missing {key!r}")
         return default
     value = data[key]
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:

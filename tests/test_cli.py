@@ -1,0 +1,224 @@
+# `run.py scenarios` and `run.py scenario NAME ...` as a user runs them: real subprocesses from
+# the repository root, checking exit codes (0 pass, 1 fail, 2 usage), stdout/stderr and the
+# files written. `scenarios --run` (what `make demo` runs) is checked through list_command.
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trio_saga.commands import list_command
+from trio_saga.errors import ScenarioError
+from trio_saga.scenario import scenario_names
+
+REPO = Path(__file__).resolve().parent.parent
+
+GOOD = """\
+description = "Three sagas, all complete."
+[[sagas]]
+count = 3
+[expect]
+completed = 3
+"""
+
+WRONG_COUNTS = """\
+description = "Expects the impossible: three sagas that all fail."
+[[sagas]]
+count = 3
+[expect]
+failed = 3
+"""
+
+
+def run_py(*args: str, scenarios: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "TRIO_SAGA_SCENARIOS"}
+    if scenarios is not None:
+        env["TRIO_SAGA_SCENARIOS"] = str(scenarios)
+    return subprocess.run(
+        [sys.executable, "run.py", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def assert_usage_error(done: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    for fragment in fragments:
+        assert fragment in done.stderr
+
+
+@pytest.fixture(scope="module")
+def chaos_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, str]:
+    """One `scenario chaos` run writing a trace, a full diagram and a one-saga diagram."""
+    out = tmp_path_factory.mktemp("chaos")
+    trace, diagram = out / "trace.jsonl", out / "all.mmd"
+    done = run_py(
+        "scenario", "chaos", "--seed", "5", "--trace", str(trace), "--diagram", str(diagram)
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    one = out / "one.mmd"
+    single = run_py("scenario", "chaos", "--seed", "5", "--diagram", str(one), "--saga", "saga-42")
+    assert single.returncode == 0, single.stderr
+    return trace, diagram, one, done.stdout
+
+
+def test_scenarios_lists_each_name_then_its_description_aligned() -> None:
+    done = run_py("scenarios")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == scenario_names()
+    width = max(len(name) for name in scenario_names())
+    for line in lines:
+        assert line[width : width + 2] == "  "
+        assert line[width + 2] != " "
+    assert any("Everything at once" in line for line in lines)
+
+
+def test_a_passing_scenario_exits_0_with_its_summary() -> None:
+    done = run_py("scenario", "happy-path")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.startswith("happy-path (seed 1)\n")
+    assert "  completed       20  (expected 20)" in out
+    assert "faults     none" in out
+    assert "[  ok] 4. money is conserved" in out
+    assert re.search(r"^time       [\d.]+s virtual, [\d.]+s wall", out, re.M)
+    assert out.rstrip().endswith("result     PASS")
+
+
+def test_seed_option_overrides_the_files_seed() -> None:
+    done = run_py("scenario", "lossy-network", "--seed", "99")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("lossy-network (seed 99)\n")
+
+
+def test_unexpected_outcome_counts_exit_1(tmp_path: Path) -> None:
+    (tmp_path / "wrong.toml").write_text(WRONG_COUNTS)
+    done = run_py("scenario", "wrong", scenarios=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "outcome    expected 0 completed, got 3" in done.stdout
+    assert "outcome    expected 3 failed, got 0" in done.stdout
+    assert done.stdout.rstrip().endswith("result     FAIL")
+    assert done.stderr == ""
+
+
+def test_unknown_scenario_exits_2_listing_the_names() -> None:
+    done = run_py("scenario", "no-such-thing")
+    assert_usage_error(done, "unknown scenario 'no-such-thing'", ", ".join(scenario_names()))
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["scenario"], "the following arguments are required: name"),
+        (["scenario", "chaos", "--seed", "seven"], "invalid int value: 'seven'"),
+        (["scenario", "chaos", "--bogus"], "unrecognized arguments: --bogus"),
+        (["scenario", "happy-path", "--saga", "saga-1"], "--saga"),
+        (["scenario", "happy-path", "--diagram", "d.mmd", "--saga", "saga-21"], "no saga"),
+        (["scenario", "happy-path", "--trace", "/no/such/dir/t.jsonl"], "cannot write"),
+    ],
+)
+def test_bad_usage_exits_2_with_one_line(args: list[str], fragment: str) -> None:
+    assert_usage_error(run_py(*args), fragment)
+    assert not (REPO / "d.mmd").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ('description = "x"\nfaults = ["drop:p=2"]\n[[sagas]]\ncount = 1\n', "p must be between"),
+        ('description = "x"\n', "missing 'sagas'"),
+        ('description = "x"\nseed = \n', "scenario broken: not valid TOML"),
+        ('description = "x"\n[[sagas]]\ncount = 1\nfail = ["billing"]\n', "unknown step"),
+    ],
+)
+def test_a_broken_scenario_file_exits_2(tmp_path: Path, text: str, fragment: str) -> None:
+    (tmp_path / "broken.toml").write_text(text)
+    assert_usage_error(run_py("scenario", "broken", scenarios=tmp_path), fragment)
+
+
+def test_trace_file_is_jsonl_of_the_whole_run(chaos_run: tuple[Path, Path, Path, str]) -> None:
+    trace, _, _, stdout = chaos_run
+    lines = trace.read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["seq"] for r in records] == list(range(len(records)))
+    assert all(isinstance(r["t"], int | float) and r["kind"] for r in records)
+    times = [r["t"] for r in records]
+    assert times == sorted(times)
+    assert {"start", "publish", "deliver", "drop", "crash", "restart", "heal"} <= {
+        r["kind"] for r in records
+    }
+    assert f"{len(lines)} trace lines" in stdout
+    assert f"trace {trace} ({len(lines)} lines)" in stdout
+
+
+def test_diagram_file_is_a_mermaid_sequence_diagram(
+    chaos_run: tuple[Path, Path, Path, str],
+) -> None:
+    _, diagram, _, stdout = chaos_run
+    text = diagram.read_text()
+    assert text.startswith("sequenceDiagram\n")
+    assert "showing the first 10 of 120 sagas" in text
+    assert "CRASH" in text
+    assert f"diagram {diagram}" in stdout
+
+
+def test_saga_option_draws_only_that_saga(chaos_run: tuple[Path, Path, Path, str]) -> None:
+    _, _, one, _ = chaos_run
+    text = one.read_text()
+    assert text.startswith("sequenceDiagram\n")
+    assert set(re.findall(r"saga-\d+", text)) == {"saga-42"}
+    assert "client->>bus: reserve_inventory" in text
+
+
+def test_list_command_runs_every_scenario(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "good.toml").write_text(GOOD)
+    monkeypatch.setenv("TRIO_SAGA_SCENARIOS", str(tmp_path))
+    assert list_command(run=True) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("good (seed 1)\n")
+    assert out.rstrip().endswith("scenarios  1 passed, 0 failed")
+
+
+def test_list_command_run_fails_if_any_scenario_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "good.toml").write_text(GOOD)
+    (tmp_path / "wrong.toml").write_text(WRONG_COUNTS)
+    monkeypatch.setenv("TRIO_SAGA_SCENARIOS", str(tmp_path))
+    assert list_command(run=True) == 1
+    out = capsys.readouterr().out
+    assert out.count("result     PASS") == 1
+    assert out.count("result     FAIL") == 1
+    assert out.rstrip().endswith("scenarios  1 passed, 1 failed (wrong)")
+
+
+def test_an_empty_scenario_directory_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRIO_SAGA_SCENARIOS", str(tmp_path))
+    with pytest.raises(ScenarioError, match="no scenarios"):
+        list_command()
+
+
+def test_report_option_writes_the_report(tmp_path: Path) -> None:
+    report = tmp_path / "report.html"
+    done = run_py("scenario", "payment-failure", "--report", str(report))
+    assert done.returncode == 0, done.stderr
+    assert f"wrote      report {report}" in done.stdout
+    assert report.read_text().lstrip().lower().startswith("<!doctype html")

@@ -1,0 +1,158 @@
+"""The `scenarios` and `scenario NAME` commands (DESIGN §6): list the named scenarios, run one
+(or all) and say whether it passed, and write its trace, diagram and report.
+
+This module owns what those commands print, write and return as exit status. It must never
+judge a run itself (the oracle and the scenario's [expect] do), never parse arguments (cli.py
+does) and never let a user error escape as anything but a SagaError with a one-line message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import importlib.util
+from pathlib import Path
+from typing import IO, Any
+
+import attrs
+
+from .diagram import mermaid
+from .errors import SagaError, ScenarioError
+from .scenario import Scenario, scenario_dir, scenario_names
+from .simulation import SimulationResult, simulate
+from .summary import summarize
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+#: Where `write_report(path, title, result, scenario=None)` lives once it is written.
+REPORT_MODULE = "trio_saga.report"
+
+
+@attrs.frozen(kw_only=True)
+class ScenarioRun:
+    """One run of a named scenario and its verdict."""
+
+    scenario: Scenario
+    seed: int
+    result: SimulationResult
+    mismatches: tuple[str, ...]
+
+    @property
+    def passed(self) -> bool:
+        return self.result.ok and not self.mismatches
+
+    def summary(self) -> str:
+        return summarize(
+            self.scenario.name,
+            self.result,
+            seed=self.seed,
+            description=self.scenario.description,
+            expected=None if self.scenario.expect is None else dict(self.scenario.expect),
+            mismatches=self.mismatches,
+        )
+
+
+def run_scenario(scenario: Scenario, seed: int | None = None) -> ScenarioRun:
+    """Run `scenario` with `seed` (default: the file's) to quiet, on a mock clock."""
+    chosen = scenario.seed if seed is None else seed
+    result = simulate(scenario.simulation(chosen))
+    return ScenarioRun(
+        scenario=scenario,
+        seed=chosen,
+        result=result,
+        mismatches=tuple(scenario.outcome_mismatches(result)),
+    )
+
+
+def load_all() -> list[Scenario]:
+    """Every named scenario, in name order; a directory without any is a user error."""
+    names = scenario_names()
+    if not names:
+        raise ScenarioError(f"no scenarios (*.toml) in {scenario_dir()}")
+    return [Scenario.load(name) for name in names]
+
+
+def list_command(run: bool = False) -> int:
+    """One line per scenario, name first; with `run`, run each with its own seed instead and
+    print its summary, failing if any fails."""
+    scenarios = load_all()
+    if not run:
+        width = max(len(s.name) for s in scenarios)
+        for scenario in scenarios:
+            print(f"{scenario.name:<{width}}  {scenario.description}", flush=True)
+        return EXIT_OK
+    failed: list[str] = []
+    for scenario in scenarios:
+        done = run_scenario(scenario)
+        print(done.summary() + "\n", flush=True)
+        if not done.passed:
+            failed.append(scenario.name)
+    passed = len(scenarios) - len(failed)
+    tail = f" ({', '.join(failed)})" if failed else ""
+    print(f"scenarios  {passed} passed, {len(failed)} failed{tail}", flush=True)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def scenario_command(args: argparse.Namespace) -> int:
+    """`run.py scenario NAME [--seed N] [--trace PATH] [--diagram PATH] [--saga ID]
+    [--report PATH]`: exit 0 when the invariants hold and the outcomes match, else 1."""
+    scenario = Scenario.load(args.name)
+    saga: str | None = getattr(args, "saga", None)
+    diagram_path: str | None = getattr(args, "diagram", None)
+    trace_path: str | None = getattr(args, "trace", None)
+    report_path: str | None = getattr(args, "report", None)
+    if saga is not None:
+        if diagram_path is None and report_path is None:
+            raise SagaError("--saga chooses the saga drawn by --diagram; give --diagram PATH too")
+        known = [order.saga_id for order in scenario.orders()]
+        if saga not in known:
+            raise ScenarioError(
+                f"scenario {scenario.name} has no saga {saga!r} (it has {known[0]} .. {known[-1]})"
+            )
+    if report_path is not None:
+        _report_writer()  # fail before the run, not after it
+    with contextlib.ExitStack() as files:
+        # Opened before the run, so that a path that cannot be written is a usage error
+        # rather than a run thrown away.
+        trace_file = _open(files, trace_path)
+        diagram_file = _open(files, diagram_path)
+        done = run_scenario(scenario, getattr(args, "scenario_seed", None))
+        print(done.summary(), flush=True)
+        written: list[str] = []
+        if trace_file is not None:
+            trace_file.write(done.result.trace.dump())
+            written.append(f"trace {trace_path} ({len(done.result.trace)} lines)")
+        if diagram_file is not None:
+            diagram_file.write(mermaid(done.result.trace, saga))
+            written.append(f"diagram {diagram_path}")
+    if report_path is not None:
+        write_report(report_path, f"{scenario.name} (seed {done.seed})", done.result, scenario)
+        written.append(f"report {report_path}")
+    if written:
+        print("wrote      " + ", ".join(written), flush=True)
+    return EXIT_OK if done.passed else EXIT_FAILED
+
+
+def _open(files: contextlib.ExitStack, path: str | None) -> IO[str] | None:
+    if path is None:
+        return None
+    try:
+        # newline="\n": the trace must be the same bytes on every platform.
+        return files.enter_context(Path(path).open("w", encoding="utf-8", newline="\n"))
+    except OSError as exc:
+        raise SagaError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _report_writer() -> Any:
+    """`trio_saga.report.write_report`, which another part of the project provides; a clear
+    usage error (not a traceback) while it is missing."""
+    if importlib.util.find_spec(REPORT_MODULE) is None:
+        raise SagaError("--report is not available: this build has no trio_saga/report.py")
+    return importlib.import_module(REPORT_MODULE).write_report
+
+
+def write_report(
+    path: str, title: str, result: SimulationResult, scenario: Scenario | None = None
+) -> None:
+    _report_writer()(path, title, result, scenario=scenario)
