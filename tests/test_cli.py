@@ -222,3 +222,11 @@ def test_report_option_writes_the_report(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert f"wrote      report {report}" in done.stdout
     assert report.read_text().lstrip().lower().startswith("<!doctype html")
+
+
+def test_scenarios_run_is_make_demo(tmp_path: Path) -> None:
+    (tmp_path / "good.toml").write_text(GOOD)
+    (tmp_path / "wrong.toml").write_text(WRONG_COUNTS)
+    done = run_py("scenarios", "--run", scenarios=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.rstrip().endswith("scenarios  1 passed, 1 failed (wrong)")

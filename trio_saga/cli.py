@@ -27,7 +27,7 @@ payment, shipping. Network faults (--fault) apply to the bus; forced failures co
 request flags fail_inventory / fail_payment / fail_shipping.
 
 Commands:
-  scenarios                 list the named scenarios
+  scenarios [--run]         list the named scenarios (--run: run them all)
   scenario NAME             run one and print its summary (exit 1 if an invariant or an
                             expected outcome fails)
   explore                   run many seeds (optionally swarm fault mixes), shrink failures
@@ -66,7 +66,7 @@ def build_parser() -> Parser:
         type=float,
         default=None,
         metavar="SECONDS",
-        help="stdio mode: how long in-flight sagas get at end of input (2)",
+        help="stdio mode: the longest wait for quiet, after a line and at end of input (2)",
     )
     parser.add_argument(
         "--no-settle",
@@ -146,14 +146,17 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _stdio(args: argparse.Namespace) -> int:
+    import math
+
     from faults import parse_fault
 
-    from .stdio import DEFAULT_DRAIN_S, serve
+    from .stdio import DEFAULT_DRAIN_S, serve, validate_faults
 
     faults = [parse_fault(spec) for spec in args.fault]
+    validate_faults(faults)
     drain = DEFAULT_DRAIN_S if args.drain is None else args.drain
-    if drain < 0:
-        raise SagaError("--drain must not be negative")
+    if not (math.isfinite(drain) and drain >= 0):
+        raise SagaError(f"--drain must be a non-negative number of seconds, got {args.drain}")
     return trio.run(
         lambda: serve(faults=faults, seed=args.seed, drain_s=drain, settle=not args.no_settle)
     )
