@@ -1,0 +1,378 @@
+# explore: many seeds in one or several processes, swarm fault mixes, the outcome matrix, and
+# `run.py explore` / `run.py replay` as a user runs them (real subprocesses from the repository
+# root). The planted bug of planted_bugs.py must be found, shrunk and replayed; the correct
+# system must pass the same seeds.
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import attrs
+import planted_bugs
+import pytest
+
+from trio_saga.errors import SagaError
+from trio_saga.explore import (
+    ALL_RUNS,
+    NO_FAULTS,
+    Job,
+    RunSummary,
+    explore,
+    format_explore,
+    outcome_matrix,
+    run_seed,
+)
+from trio_saga.oracle import INVARIANTS
+from trio_saga.scenario import Scenario
+from trio_saga.shrink import ReplayFile, Variant, violation_of
+from trio_saga.swarm import FEATURES, swarm_faults
+
+REPO = Path(__file__).resolve().parent.parent
+TEST_SCENARIOS = REPO / "tests" / "scenarios"
+BUGGY = planted_bugs.double_charge_services
+
+
+@pytest.fixture(autouse=True)
+def test_scenarios(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRIO_SAGA_SCENARIOS", str(TEST_SCENARIOS))
+
+
+def run_py(*args: str, pythonpath: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, TRIO_SAGA_SCENARIOS=str(TEST_SCENARIOS))
+    env.pop("PYTHONPATH", None)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    return subprocess.run(
+        [sys.executable, "run.py", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def assert_usage_error(done: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    for fragment in fragments:
+        assert fragment in done.stderr
+
+
+# -- swarm mixes -------------------------------------------------------------------------------
+
+
+def test_a_swarm_mix_is_a_function_of_the_seed_alone() -> None:
+    mixes = [swarm_faults(seed, 3.0) for seed in range(200)]
+    assert mixes == [swarm_faults(seed, 3.0) for seed in range(200)]
+    assert len(set(mixes)) > 190  # each seed its own mix
+    names = [spec.partition(":")[0] for mix in mixes for spec in mix]
+    for feature, _ in FEATURES:
+        name = "crash" if feature.startswith("crash") else feature
+        runs_with = sum(1 for mix in mixes if any(s.startswith(name + ":") for s in mix))
+        # Swarm testing needs every feature both on and off in a fair share of runs.
+        assert 40 < runs_with < 200, (feature, runs_with)
+    assert names.count("crash") > 0
+
+
+def test_a_swarm_mix_is_the_same_in_another_process_and_hash_seed() -> None:
+    code = (
+        "from trio_saga.swarm import swarm_faults;"
+        " print(repr([swarm_faults(s) for s in range(20)]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONHASHSEED="12345"),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert done.stdout.strip() == repr([swarm_faults(s) for s in range(20)])
+
+
+def test_swarm_runs_record_their_mix_and_rerun_identically() -> None:
+    result = explore("retries", 6, swarm=True, digests=True)
+    scenario = Scenario.load("retries")
+    job = Job(scenario=scenario, swarm=True, digests=True)
+    for run in result.runs:
+        assert run.faults == job.faults(run.seed) == swarm_faults(run.seed, 1.0)
+        assert run_seed(job, run.seed) == run
+        # The recorded specs are all it takes: the plain scenario API re-runs the same run.
+        plain = run_seed(Job(scenario=attrs.evolve(scenario, faults=run.faults), digests=True),
+                         run.seed)  # fmt: skip
+        assert plain == run
+    assert {run.faults for run in result.runs} != {scenario.faults}
+
+
+# -- the planted bug ---------------------------------------------------------------------------
+
+
+def test_the_planted_bug_is_found_shrunk_and_its_replay_file_reproduces_it(
+    tmp_path: Path,
+) -> None:
+    result = explore("retries", 200, services=BUGGY, max_shrinks=2, out=tmp_path)
+    assert result.failing, "explore missed the planted double charge in 200 seeds"
+    first = result.failing[0]
+    replay = result.replays[first.seed]
+    assert replay.shrunk
+    assert replay.decisions is not None
+    assert 1 <= len(replay.decisions) <= 3
+    assert replay.invariant == first.violations[0][0]
+    assert replay.recorded == len(first.decisions or ()) > len(replay.decisions)
+
+    path = result.paths[first.seed]
+    loaded = ReplayFile.load(path)
+    assert loaded == replay
+    assert loaded.variant == {"services": "planted_bugs:double_charge_services"}
+    again = loaded.run()
+    assert violation_of(again, loaded.invariant) is not None
+    assert any(v.invariant == 4 and "charged 2 times" in v.detail for v in again.violations)
+    # The same decisions on the correct system break nothing: the bug, not the fault, is it.
+    assert loaded.run(Variant()).violations == []
+
+    # And from the command line, with the planted module importable.
+    done = run_py("replay", str(path), pythonpath=REPO / "tests")
+    assert done.returncode == 1, done.stderr
+    assert f"[FAIL] {loaded.invariant}. {INVARIANTS[loaded.invariant]}" in done.stdout
+    assert f"invariant {loaded.invariant} violated again" in done.stdout
+    assert "trace identical to the recorded one" in done.stdout
+    # Without it, the file names a variant that cannot be loaded: a usage error, not a crash.
+    assert_usage_error(run_py("replay", str(path)), "planted_bugs")
+
+    text = format_explore(result)
+    assert f"python run.py replay {path}" in text
+    assert "shrunk" in text
+
+
+def test_a_planted_participant_without_its_inbox_is_found_too(tmp_path: Path) -> None:
+    result = explore(
+        "retries",
+        200,
+        services=planted_bugs.guardless_payment_services,
+        participant=planted_bugs.InboxlessParticipant,
+        max_shrinks=1,
+        out=tmp_path,
+    )
+    assert result.failing
+    replay = ReplayFile.load(result.paths[result.failing[0].seed])
+    assert replay.shrunk
+    assert replay.decisions is not None
+    assert 1 <= len(replay.decisions) <= 3
+    assert replay.variant == {
+        "services": "planted_bugs:guardless_payment_services",
+        "participant": "planted_bugs:InboxlessParticipant",
+    }
+    assert violation_of(replay.run(), replay.invariant) is not None
+    # Behind a real inbox the same payment service is safe over the same seeds.
+    assert not explore("retries", 200, services=planted_bugs.guardless_payment_services).failing
+
+
+def test_the_correct_system_passes_the_same_seeds() -> None:
+    result = explore("retries", 200)
+    assert result.failing == []
+    assert sum(run.counts["completed"] for run in result.runs) == 200 * 10
+    # The seeds were not trivially fault-free: duplicates hit most of them.
+    assert sum(1 for run in result.runs if run.fault_counts.get("duplicate")) > 50
+
+
+def test_two_jobs_give_the_same_runs_as_one() -> None:
+    one = explore("retries", 40, 1, services=BUGGY, digests=True, shrink_failures=False)
+    two = explore("retries", 40, 2, services=BUGGY, digests=True, shrink_failures=False)
+    assert [r.seed for r in two.runs] == list(range(40))
+    assert two.runs == one.runs  # counts, faults, violations, decisions and trace digests
+    assert one.failing, "the comparison should cover failing runs and their decisions"
+
+
+def test_two_jobs_shrink_to_the_same_replay_files(tmp_path: Path) -> None:
+    one = explore("retries", 30, 1, services=BUGGY, out=tmp_path / "one", max_shrinks=2)
+    two = explore("retries", 30, 2, services=BUGGY, out=tmp_path / "two", max_shrinks=2)
+    assert one.replays
+    assert one.replays == two.replays
+
+
+def test_a_time_budget_runs_consecutive_seeds() -> None:
+    result = explore("retries", time_budget=0.3, first_seed=1000)
+    seeds = [r.seed for r in result.runs]
+    assert seeds
+    assert seeds == list(range(1000, 1000 + len(seeds)))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"seeds": 0}, "--seeds"),
+        ({"jobs": 0}, "--jobs"),
+        ({"time_budget": 0.0}, "--time"),
+    ],
+)
+def test_explore_refuses_a_bad_budget(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(SagaError, match=message):
+        explore("retries", **kwargs)  # type: ignore[arg-type]
+
+
+# -- the matrix --------------------------------------------------------------------------------
+
+
+def summary(seed: int, faults: dict[str, int], violated: bool = False, **counts: int) -> RunSummary:
+    return RunSummary(
+        seed=seed,
+        faults=(),
+        counts={"completed": 0, "compensated": 0, "failed": 0, "stuck": 0, **counts},
+        fault_counts=faults,
+        violations=((1, "saga-1", "stuck"),) if violated else (),
+        decisions=() if violated else None,
+        virtual_us=0,
+        trace_lines=0,
+    )
+
+
+def test_the_matrix_puts_a_run_in_the_row_of_every_fault_kind_it_injected() -> None:
+    runs = [
+        summary(0, {"drop": 3, "partition_drop": 2, "partition": 1}, completed=4, compensated=1),
+        summary(1, {"drop": 1, "crash_after_commit": 1}, True, completed=2, stuck=1),
+        summary(2, {}, failed=5),
+        summary(3, {"delay": 0}, completed=1),  # configured but never injected: no row
+    ]
+    rows = dict(outcome_matrix(runs))
+    assert list(rows) == [ALL_RUNS, "drop", "partition", "crash after commit", NO_FAULTS]
+    assert rows[ALL_RUNS] == {
+        "runs": 4,
+        "completed": 7,
+        "compensated": 1,
+        "failed": 5,
+        "stuck": 1,
+        "violated": 1,
+    }
+    assert rows["drop"]["runs"] == 2
+    assert rows["drop"]["completed"] == 6
+    assert rows["drop"]["violated"] == 1
+    assert rows["partition"]["runs"] == 1  # partition and partition_drop are one kind
+    assert rows["crash after commit"]["stuck"] == 1
+    assert rows[NO_FAULTS] == {
+        "runs": 2,
+        "completed": 1,
+        "compensated": 0,
+        "failed": 5,
+        "stuck": 0,
+        "violated": 0,
+    }
+
+
+# -- the command line --------------------------------------------------------------------------
+
+
+def test_run_py_explore_reports_the_matrix_and_the_failing_seeds(tmp_path: Path) -> None:
+    out, report = tmp_path / "replays", tmp_path / "explore.html"
+    done = run_py(
+        "explore", "--scenario", "cut-short", "--seeds", "3", "--out", str(out),
+        "--report", str(report),
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "\r" not in done.stderr  # no progress bar when stderr is not a terminal
+    text = done.stdout
+    assert re.search(r"^fault kind +runs +completed +compensated +failed +stuck +violated$",
+                     text, re.M)  # fmt: skip
+    assert re.search(r"^all runs +3 +9 +0 +0 +3 +3$", text, re.M), text
+    assert re.search(r"^partition +3 ", text, re.M)
+    assert re.search(r"[0-9.]+ runs/s", text)
+    assert "FAIL: 3 of 3 runs violated an invariant" in text
+    for seed in range(3):
+        assert f"python run.py replay {out / f'cut-short-seed{seed}.json'}" in text
+    # Shrunk to the one decision that matters: the partition that outlasts max_time.
+    saved = json.loads((out / "cut-short-seed0.json").read_text())
+    assert saved["invariant"] == 1
+    assert [d["kind"] for d in saved["decisions"]] == ["partition"]
+    assert report.read_text().startswith("<!doctype html>")
+
+    files = {name: tmp_path / name for name in ("t.jsonl", "d.mmd", "r.html")}
+    replayed = run_py(
+        "replay", str(out / "cut-short-seed0.json"), "--trace", str(files["t.jsonl"]),
+        "--diagram", str(files["d.mmd"]), "--report", str(files["r.html"]),
+    )  # fmt: skip
+    assert replayed.returncode == 1, replayed.stderr
+    assert "[FAIL] 1. every saga ends" in replayed.stdout
+    assert "invariant 1 violated again" in replayed.stdout
+    assert "trace identical to the recorded one" in replayed.stdout
+    lines = files["t.jsonl"].read_text().splitlines()
+    assert json.loads(lines[0])["seq"] == 0
+    assert any('"kind":"partition"' in line for line in lines)
+    diagram = files["d.mmd"].read_text()
+    assert diagram.startswith("sequenceDiagram")
+    assert saved["saga"] in diagram  # it follows the saga that broke the invariant
+    assert "partition" in diagram.lower()
+    assert files["r.html"].read_text().startswith("<!doctype html>")
+
+
+def test_run_py_explore_passes_on_the_correct_system_with_swarm_and_two_jobs() -> None:
+    done = run_py("explore", "--scenario", "retries", "--seeds", "24", "--jobs", "2", "--swarm")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "explore retries: 24 runs (240 sagas) with swarm fault mixes, 2 jobs" in done.stdout
+    assert "PASS: no invariant violated" in done.stdout
+
+
+def test_run_py_explore_draws_a_progress_bar_on_a_terminal() -> None:
+    main, child = pty.openpty()
+    screen = bytearray()
+
+    def read_screen() -> None:
+        # Read while the child runs, so a full pty buffer can never block it.
+        while True:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # EIO once the child's end is closed
+                return
+            if not chunk:
+                return
+            screen.extend(chunk)
+
+    reader = threading.Thread(target=read_screen, daemon=True)
+    reader.start()
+    env = dict(os.environ, TRIO_SAGA_SCENARIOS=str(TEST_SCENARIOS))
+    with subprocess.Popen(
+        [sys.executable, "run.py", "explore", "--scenario", "retries", "--seeds", "30"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=child,
+        text=True,
+    ) as process:
+        os.close(child)
+        stdout, _ = process.communicate(timeout=120)
+    reader.join(timeout=30)
+    os.close(main)
+    assert process.returncode == 0, stdout
+    drawn = screen.decode()
+    assert re.search(r"\[#*\.*\] \d+/30 runs", drawn), drawn
+    assert "[" + "#" * 30 + "] 30/30 runs" in drawn
+    assert "PASS" in stdout
+
+
+def test_run_py_explore_and_replay_usage_errors(tmp_path: Path) -> None:
+    assert_usage_error(run_py("explore", "--scenario", "retries", "--seeds", "0"), "--seeds")
+    assert_usage_error(run_py("explore", "--scenario", "no-such"), "unknown scenario")
+    assert_usage_error(run_py("replay", str(tmp_path / "missing.json")), "cannot read")
+    not_json = tmp_path / "bad.json"
+    not_json.write_text("{ nope")
+    assert_usage_error(run_py("replay", str(not_json)), "not JSON")
+    other = tmp_path / "other.json"
+    other.write_text('{"hello": 1}')
+    assert_usage_error(run_py("replay", str(other)), "not a trio-saga replay file")
+
+    result = explore("cut-short", 1, out=tmp_path)
+    good = result.paths[0]
+    assert_usage_error(run_py("replay", str(good), "--saga", "saga-99"), "saga-99")
+    assert_usage_error(
+        run_py("replay", str(good), "--trace", str(tmp_path / "no" / "dir" / "t.jsonl")),
+        "cannot write",
+    )

@@ -1,0 +1,702 @@
+"""Exploring many seeds of a scenario: parallel runs, swarm fault mixes, the outcome matrix,
+shrinking every failure to a replay file; and `run.py explore` / `run.py replay`.
+
+This module owns the fan-out of runs to worker processes, what a worker sends back (a small
+picklable `RunSummary`), the fault-kind x outcome matrix and the two commands. It must never
+decide what is correct (the oracle does) nor change a run: a worker runs exactly
+`scenario.simulation(seed, faults=...)`, so any seed it reports replays the same in one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import attrs
+
+from faults import Decision
+
+from .errors import SagaError
+from .oracle import INVARIANTS
+from .scenario import Scenario
+from .shrink import (
+    MAX_TESTS,
+    ReplayFile,
+    Variant,
+    scenario_text,
+    shrink,
+    trace_digest,
+    violation_of,
+)
+from .simulation import SimulationResult, simulate
+from .summary import summarize
+from .swarm import swarm_faults
+
+EXIT_OK, EXIT_VIOLATED, EXIT_USAGE = 0, 1, 2
+
+DEFAULT_SEEDS = 100
+
+#: Failing seeds shrunk in full; the rest get a replay file with all their decisions, which
+#: replays just as exactly, only without the minimisation.
+MAX_SHRINKS = 20
+
+#: Outcome columns of the matrix; the first four count sagas, "violated" counts runs.
+OUTCOME_COLUMNS = ("completed", "compensated", "failed", "stuck", "violated")
+
+#: Matrix rows: a fault kind as the trace counts it -> the row it belongs to.
+FAMILY = {
+    "drop": "drop",
+    "delay": "delay",
+    "duplicate": "duplicate",
+    "reorder": "reorder",
+    "partition": "partition",
+    "partition_drop": "partition",
+    "crash_after_commit": "crash after commit",
+    "crash_at": "crash at a time",
+    "fail_inventory": "fail_inventory",
+    "fail_payment": "fail_payment",
+    "fail_shipping": "fail_shipping",
+}
+ROWS = tuple(dict.fromkeys(FAMILY.values()))
+ALL_RUNS, NO_FAULTS = "all runs", "no faults"
+
+
+# -- what a worker sends back ------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class RunSummary:
+    """One seed's run, small enough to pickle back cheaply; decisions only when it failed."""
+
+    seed: int
+    faults: tuple[str, ...]
+    counts: dict[str, int]
+    fault_counts: dict[str, int]
+    violations: tuple[tuple[int, str | None, str], ...]  # (invariant, saga, detail)
+    decisions: tuple[Decision, ...] | None
+    virtual_us: int
+    trace_lines: int
+    digest: str | None = None
+    wall_s: float = attrs.field(default=0.0, eq=False)
+
+    @property
+    def violated(self) -> bool:
+        return bool(self.violations)
+
+    @property
+    def families(self) -> list[str]:
+        """The matrix rows this run belongs to: the fault kinds it actually injected."""
+        found = {FAMILY.get(kind, kind) for kind, n in self.fault_counts.items() if n}
+        return [row for row in ROWS if row in found] + sorted(found - set(ROWS))
+
+
+@attrs.frozen(kw_only=True)
+class Job:
+    """What every run of one exploration shares; pickled once into each worker."""
+
+    scenario: Scenario
+    swarm: bool = False
+    variant: Variant = Variant()
+    digests: bool = False
+    scenario_toml: str | None = None  # read once here: workers may see another directory
+    max_tests: int = MAX_TESTS
+
+    @property
+    def span(self) -> float:
+        """How long the scenario keeps starting sagas (virtual s): where timed faults go."""
+        return max((g.start + (g.count - 1) * g.every for g in self.scenario.groups), default=0.0)
+
+    def faults(self, seed: int) -> tuple[str, ...]:
+        if self.swarm:
+            return swarm_faults(seed, max(self.span, 1.0))
+        return tuple(self.scenario.faults)
+
+
+def run_seed(job: Job, seed: int) -> RunSummary:
+    """Run one seed of `job` in this process."""
+    faults = job.faults(seed)
+    sim = job.variant.apply(job.scenario.simulation(seed, faults=faults, keep_trace=job.digests))
+    result = simulate(sim)
+    counts = result.counts()
+    counts["stuck"] = counts.pop("in_progress", 0)
+    return RunSummary(
+        seed=seed,
+        faults=faults,
+        counts=counts,
+        fault_counts=dict(result.fault_counts),
+        violations=tuple((v.invariant, v.saga_id, v.detail) for v in result.violations),
+        decisions=tuple(result.decisions) if result.violations else None,
+        virtual_us=result.virtual_us,
+        trace_lines=len(result.trace),
+        digest=trace_digest(result) if job.digests else None,
+        wall_s=result.wall_s,
+    )
+
+
+def shrink_run(job: Job, run: RunSummary, *, minimise: bool = True) -> ReplayFile:
+    """The replay file of a failing run: shrunk to a minimal set of decisions (or, with
+    `minimise=False`, all of them), with the digest of the trace its replay gives.
+
+    Should even the full list of decisions fail to bring the violation back (a fault key that
+    matched two transmissions, which only a broken system publishing an event twice can
+    cause), the file falls back to the seed and the fault specs, which re-run the original
+    exactly, so every failing seed keeps a command that reproduces it.
+    """
+    if run.decisions is None or not run.violations:
+        raise ValueError(f"seed {run.seed} did not fail: nothing to shrink")
+    invariant = run.violations[0][0]
+    decisions: tuple[Decision, ...] | None = run.decisions
+    tests, shrunk = 0, False
+    if minimise:
+        found_min = shrink(
+            job.scenario, run.decisions, invariant, variant=job.variant, max_tests=job.max_tests
+        )
+        tests, shrunk = found_min.tests, found_min.reproduced
+        decisions = found_min.decisions
+    found, result = None, None
+    for attempt in (decisions, None):
+        result = simulate(
+            job.variant.apply(
+                job.scenario.simulation(run.seed, faults=run.faults, decisions=attempt)
+            )
+        )
+        found = violation_of(result, invariant)
+        if found is not None:
+            decisions = attempt
+            break
+    assert result is not None
+    return ReplayFile(
+        scenario=job.scenario.name,
+        seed=run.seed,
+        faults=run.faults,
+        decisions=decisions,
+        invariant=invariant,
+        saga=found.saga_id if found else run.violations[0][1],
+        detail=found.detail if found else run.violations[0][2],
+        swarm=job.swarm,
+        shrunk=shrunk and found is not None and decisions is not None,
+        recorded=len(run.decisions),
+        tests=tests,
+        trace_digest=trace_digest(result),
+        variant=job.variant.names(),
+        scenario_toml=job.scenario_toml,
+    )
+
+
+# -- the worker processes ----------------------------------------------------------------------
+
+_JOB: Job | None = None
+
+
+def _init_worker(job: Job) -> None:
+    global _JOB
+    _JOB = job
+
+
+def _run_chunk(seeds: Sequence[int]) -> list[RunSummary]:
+    assert _JOB is not None
+    return [run_seed(_JOB, seed) for seed in seeds]
+
+
+def _shrink_task(run: RunSummary, minimise: bool) -> ReplayFile:
+    assert _JOB is not None
+    return shrink_run(_JOB, run, minimise=minimise)
+
+
+def _pool(jobs: int, job: Job) -> cf.Executor:
+    # spawn: a worker starts from a clean interpreter, so nothing the parent did (trio's
+    # state, an open nursery, a pytest plugin) leaks into a run; the job is pickled once.
+    context = multiprocessing.get_context("spawn")
+    return cf.ProcessPoolExecutor(
+        max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(job,)
+    )
+
+
+# -- exploring ---------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Progress:
+    done: int
+    total: int | None
+    violated: int
+    elapsed: float
+    budget_s: float | None
+
+
+@attrs.define(kw_only=True)
+class ExploreResult:
+    scenario: str
+    swarm: bool
+    jobs: int
+    runs: list[RunSummary]
+    wall_s: float
+    shrink_s: float = 0.0
+    replays: dict[int, ReplayFile] = attrs.field(factory=dict)
+    paths: dict[int, Path] = attrs.field(factory=dict)
+
+    @property
+    def failing(self) -> list[RunSummary]:
+        return [r for r in self.runs if r.violated]
+
+    @property
+    def runs_per_s(self) -> float:
+        return len(self.runs) / self.wall_s if self.wall_s > 0 else 0.0
+
+    def matrix(self) -> list[tuple[str, dict[str, int]]]:
+        return outcome_matrix(self.runs)
+
+
+def explore(
+    scenario: Scenario | str,
+    seeds: int | Iterable[int] | None = None,
+    jobs: int = 1,
+    *,
+    first_seed: int = 0,
+    time_budget: float | None = None,
+    swarm: bool = False,
+    services: Callable[[], Any] | None = None,
+    participant: Callable[..., Any] | None = None,
+    digests: bool = False,
+    shrink_failures: bool = True,
+    max_shrinks: int = MAX_SHRINKS,
+    out: str | Path | None = None,
+    progress: Callable[[Progress], None] | None = None,
+) -> ExploreResult:
+    """Run many seeds of `scenario` (`seeds` of them from `first_seed`, an explicit list, or
+    as many as fit in `time_budget` seconds) in `jobs` processes, then shrink each failure and,
+    with `out`, save its replay file there.
+
+    `services` and `participant` plug in another system (tests use them for planted bugs);
+    they must be module-level callables. With `digests` every run carries its trace digest.
+    """
+    if isinstance(scenario, str):
+        scenario = Scenario.load(scenario)
+    if jobs < 1:
+        raise SagaError("--jobs must be at least 1")
+    job = Job(
+        scenario=scenario,
+        swarm=swarm,
+        variant=Variant(services=services, participant=participant),
+        digests=digests,
+        scenario_toml=scenario_text(scenario),
+    )
+    if time_budget is not None:
+        if time_budget <= 0:
+            raise SagaError("--time must be positive")
+        seed_list: list[int] | None = None
+    else:
+        if seeds is None:
+            seeds = DEFAULT_SEEDS
+        if isinstance(seeds, int):
+            if seeds < 1:
+                raise SagaError("--seeds must be at least 1")
+            seed_list = list(range(first_seed, first_seed + seeds))
+        else:
+            seed_list = list(seeds)
+    pool = _pool(jobs, job) if jobs > 1 else None
+    try:
+        result = _explore(job, pool, jobs, seed_list, first_seed, time_budget, progress)
+        if shrink_failures and result.failing:
+            started = time.perf_counter()
+            result.replays = _shrink_all(job, pool, result.failing, max_shrinks)
+            result.shrink_s = time.perf_counter() - started
+            if out is not None:
+                result.paths = save_replays(result.replays, Path(out), scenario.name, swarm)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return result
+
+
+def _explore(
+    job: Job,
+    pool: cf.Executor | None,
+    jobs: int,
+    seed_list: list[int] | None,
+    first_seed: int,
+    budget: float | None,
+    progress: Callable[[Progress], None] | None,
+) -> ExploreResult:
+    started = time.perf_counter()
+    total = None if seed_list is None else len(seed_list)
+    runs: list[RunSummary] = []
+    violated = 0
+
+    def report() -> None:
+        if progress is not None:
+            progress(
+                Progress(
+                    done=len(runs),
+                    total=total,
+                    violated=violated,
+                    elapsed=time.perf_counter() - started,
+                    budget_s=budget,
+                )
+            )
+
+    def out_of_time() -> bool:
+        return budget is not None and time.perf_counter() - started >= budget
+
+    chunks = _chunks(seed_list, first_seed, jobs)
+    if pool is None:
+        for chunk in chunks:
+            if out_of_time():
+                break
+            for seed in chunk:
+                runs.append(run_seed(job, seed))
+                violated += runs[-1].violated
+                report()
+    else:
+        in_flight: set[cf.Future[list[RunSummary]]] = set()
+        exhausted = False
+        while True:
+            while not exhausted and len(in_flight) < 2 * jobs and not out_of_time():
+                batch = next(chunks, None)
+                if batch is None:
+                    exhausted = True
+                    break
+                in_flight.add(pool.submit(_run_chunk, batch))
+            if not in_flight:
+                break
+            finished, in_flight = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
+            for future in finished:
+                for run in future.result():
+                    runs.append(run)
+                    violated += run.violated
+            report()
+    report()
+    runs.sort(key=lambda r: r.seed)
+    return ExploreResult(
+        scenario=job.scenario.name,
+        swarm=job.swarm,
+        jobs=jobs,
+        runs=runs,
+        wall_s=time.perf_counter() - started,
+    )
+
+
+def _chunks(seed_list: list[int] | None, first_seed: int, jobs: int) -> Iterator[list[int]]:
+    """Seeds in chunks: big enough that a worker's answer is not mostly pickling overhead,
+    small enough that the last chunks keep every worker busy and the progress bar moving."""
+    if seed_list is None:
+        seed = first_seed
+        while True:
+            yield list(range(seed, seed + jobs))
+            seed += jobs
+    else:
+        size = max(1, min(8, len(seed_list) // (8 * jobs)))
+        for start in range(0, len(seed_list), size):
+            yield seed_list[start : start + size]
+
+
+def _shrink_all(
+    job: Job, pool: cf.Executor | None, failing: list[RunSummary], max_shrinks: int
+) -> dict[int, ReplayFile]:
+    # The first failure of each invariant is shrunk before any second one of the same.
+    order: list[RunSummary] = []
+    seen: set[int] = set()
+    for run in failing:
+        if run.violations[0][0] not in seen:
+            seen.add(run.violations[0][0])
+            order.append(run)
+    order += [r for r in failing if r not in order]
+    plan = [(run, index < max_shrinks) for index, run in enumerate(order)]
+    if pool is None:
+        return {run.seed: shrink_run(job, run, minimise=m) for run, m in plan}
+    futures = {run.seed: pool.submit(_shrink_task, run, m) for run, m in plan}
+    return {seed: futures[seed].result() for seed in sorted(futures)}
+
+
+def save_replays(
+    replays: dict[int, ReplayFile], out: Path, scenario: str, swarm: bool
+) -> dict[int, Path]:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SagaError(f"cannot create --out directory {out}: {exc.strerror or exc}") from None
+    tag = "-swarm" if swarm else ""
+    return {
+        seed: replay.save(out / f"{scenario}{tag}-seed{seed}.json")
+        for seed, replay in sorted(replays.items())
+    }
+
+
+# -- the matrix --------------------------------------------------------------------------------
+
+
+def outcome_matrix(runs: Sequence[RunSummary]) -> list[tuple[str, dict[str, int]]]:
+    """Rows: all runs, then each fault kind that some run injected, then runs without any
+    fault. Cells: runs, sagas per outcome, and runs that violated an invariant."""
+    rows: dict[str, dict[str, int]] = {}
+
+    def add(row: str, run: RunSummary) -> None:
+        cells = rows.setdefault(row, dict.fromkeys(("runs", *OUTCOME_COLUMNS), 0))
+        cells["runs"] += 1
+        for outcome in OUTCOME_COLUMNS[:4]:
+            cells[outcome] += run.counts.get(outcome, 0)
+        cells["violated"] += run.violated
+
+    for run in runs:
+        add(ALL_RUNS, run)
+        families = run.families
+        for family in families:
+            add(family, run)
+        if not families:
+            add(NO_FAULTS, run)
+    order = [ALL_RUNS, *ROWS, NO_FAULTS]
+    return [(row, rows[row]) for row in order + sorted(set(rows) - set(order)) if row in rows]
+
+
+def format_matrix(matrix: Sequence[tuple[str, dict[str, int]]]) -> str:
+    width = max([len(row) for row, _ in matrix] + [len("fault kind")])
+    head = f"{'fault kind':<{width}}  {'runs':>6}  " + "  ".join(
+        f"{c:>11}" for c in OUTCOME_COLUMNS
+    )
+    lines = [head, "-" * len(head)]
+    for row, cells in matrix:
+        lines.append(
+            f"{row:<{width}}  {cells['runs']:>6}  "
+            + "  ".join(f"{cells[c]:>11}" for c in OUTCOME_COLUMNS)
+        )
+    lines.append("(completed .. stuck count sagas; runs and violated count runs)")
+    return "\n".join(lines)
+
+
+def _decisions(count: int) -> str:
+    return f"{count} decision{'' if count == 1 else 's'}"
+
+
+def replay_command_line(path: Path) -> str:
+    return f"python run.py replay {path}"
+
+
+def format_explore(result: ExploreResult) -> str:
+    runs = len(result.runs)
+    sagas = sum(sum(r.counts.values()) for r in result.runs)
+    mode = "swarm fault mixes" if result.swarm else "the scenario's faults"
+    lines = [
+        f"explore {result.scenario}: {runs} runs ({sagas} sagas) with {mode},"
+        f" {result.jobs} job{'s' if result.jobs != 1 else ''}",
+        "",
+        format_matrix(result.matrix()),
+        "",
+        f"speed      {result.runs_per_s:.1f} runs/s ({result.wall_s:.2f}s wall"
+        + (f", then {result.shrink_s:.2f}s shrinking" if result.shrink_s else "")
+        + ")",
+    ]
+    failing = result.failing
+    if not failing:
+        lines.append("result     PASS: no invariant violated")
+        return "\n".join(lines)
+    lines.append(f"result     FAIL: {len(failing)} of {runs} runs violated an invariant")
+    for run in failing:
+        invariant, saga, detail = run.violations[0]
+        where = f" {saga}" if saga else ""
+        more = f" (+{len(run.violations) - 1} more)" if len(run.violations) > 1 else ""
+        lines.append(
+            f"  seed {run.seed}: invariant {invariant} ({INVARIANTS[invariant]}){where}:"
+            f" {detail}{more}"
+        )
+        replay = result.replays.get(run.seed)
+        if replay is not None:
+            if replay.shrunk and replay.decisions is not None:
+                kinds = ", ".join(sorted({d.kind for d in replay.decisions})) or "no faults"
+                lines.append(
+                    f"    shrunk {replay.recorded} -> {_decisions(len(replay.decisions))}"
+                    f" ({kinds}) in {replay.tests} replays"
+                )
+            elif replay.decisions is None:
+                lines.append(
+                    "    not shrunk: its decisions do not replay it, so the file re-runs the seed"
+                )
+            else:
+                lines.append(f"    not shrunk (all {replay.recorded} decisions kept)")
+        path = result.paths.get(run.seed)
+        if path is not None:
+            lines.append(f"    {replay_command_line(path)}")
+    return "\n".join(lines)
+
+
+# -- the progress bar --------------------------------------------------------------------------
+
+
+class ProgressBar:
+    """One line on a terminal, redrawn at most ten times a second."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self._last = 0.0
+        self._drawn = False
+
+    def __call__(self, p: Progress) -> None:
+        now = time.monotonic()
+        final = p.total is not None and p.done >= p.total
+        if not final and now - self._last < 0.1:
+            return
+        self._last = now
+        if p.total:
+            fraction, count = p.done / p.total, f"{p.done}/{p.total} runs"
+        elif p.budget_s:
+            fraction, count = p.elapsed / p.budget_s, f"{p.done} runs"
+        else:
+            fraction, count = 0.0, f"{p.done} runs"
+        filled = round(min(max(fraction, 0.0), 1.0) * self.WIDTH)
+        rate = p.done / p.elapsed if p.elapsed > 0 else 0.0
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        line = f"[{bar}] {count}  {rate:.1f}/s  {p.violated} violated  {p.elapsed:.0f}s"
+        self.stream.write("\r" + line + "\x1b[K")
+        self.stream.flush()
+        self._drawn = True
+
+    def close(self) -> None:
+        if self._drawn:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+# -- the commands ------------------------------------------------------------------------------
+
+
+def explore_command(args: argparse.Namespace) -> int:
+    """`run.py explore`: exit 1 if any run violated an invariant."""
+    if args.seeds is not None and args.seeds < 1:
+        raise SagaError("--seeds must be at least 1")
+    if args.jobs < 1:
+        raise SagaError("--jobs must be at least 1")
+    if args.jobs > 4 * (os.cpu_count() or 1):
+        raise SagaError(
+            f"--jobs {args.jobs} is more than 4 per core; this machine has {os.cpu_count()} cores"
+        )
+    scenario = Scenario.load(args.scenario)
+    if args.report is not None:
+        _check_writable(args.report)
+    bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
+    try:
+        result = explore(
+            scenario,
+            args.seeds,
+            args.jobs,
+            first_seed=args.first_seed,
+            time_budget=args.time,
+            swarm=args.swarm,
+            out=args.out,
+            progress=bar,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    print(format_explore(result))
+    if args.report is not None:
+        from .report import write_explore_report
+
+        title = f"explore {scenario.name}" + (" (swarm)" if result.swarm else "")
+        write_explore_report(args.report, title, result)
+        print(f"wrote      report {args.report}")
+    return EXIT_VIOLATED if result.failing else EXIT_OK
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    """`run.py replay FILE [--trace PATH] [--diagram PATH] [--saga ID] [--report PATH]`:
+    re-run a saved run from its decisions; exit 1 if it violates an invariant."""
+    replay = ReplayFile.load(args.file)
+    scenario = replay.load_scenario()
+    for path in (args.trace, args.diagram, args.report):
+        if path is not None:
+            _check_writable(path)
+    result = simulate(replay.simulation())
+    known = result.saga_log.get
+    if args.saga is not None and known(args.saga) is None:
+        raise SagaError(f"no saga {args.saga!r} in this run")
+    if replay.decisions is None:
+        print(f"replaying  seed {replay.seed} with its fault specs from {args.file}")
+    else:
+        origin = "shrunk from" if replay.shrunk else "of"
+        print(
+            f"replaying  {_decisions(len(replay.decisions))} ({origin} {replay.recorded}"
+            f" recorded) from {args.file}"
+        )
+    print(summarize(scenario.name, result, seed=replay.seed, description=scenario.description))
+    print(_replay_verdict(replay, result), flush=True)
+    written: list[str] = []
+    if args.trace is not None:
+        _write(args.trace, result.trace_text())
+        written.append(f"trace {args.trace} ({len(result.trace)} lines)")
+    if args.diagram is not None:
+        from .diagram import mermaid
+
+        # By default the diagram follows the saga that broke the invariant: that is where the
+        # minimal faults show.
+        saga = args.saga
+        if saga is None and replay.saga is not None and known(replay.saga) is not None:
+            saga = replay.saga
+        _write(args.diagram, mermaid(result.trace.records, saga))
+        written.append(f"diagram {args.diagram}" + (f" ({saga})" if saga else ""))
+    if args.report is not None:
+        from .report import write_report
+
+        write_report(
+            args.report, f"replay of {scenario.name} (seed {replay.seed})", result, scenario
+        )
+        written.append(f"report {args.report}")
+    if written:
+        print("wrote      " + ", ".join(written))
+    return EXIT_VIOLATED if result.violations else EXIT_OK
+
+
+def _replay_verdict(replay: ReplayFile, result: SimulationResult) -> str:
+    found = violation_of(result, replay.invariant)
+    if found is not None:
+        where = f" ({found.saga_id})" if found.saga_id else ""
+        verdict = f"replay     invariant {replay.invariant} violated again{where}"
+    else:
+        verdict = f"replay     invariant {replay.invariant} NOT violated this time"
+    if replay.trace_digest:
+        same = trace_digest(result) == replay.trace_digest
+        verdict += (
+            ", trace identical to the recorded one"
+            if same
+            else ", trace DIFFERS from the recorded one (the code changed since?)"
+        )
+    return verdict
+
+
+def _check_writable(path: str) -> None:
+    parent = Path(path).resolve().parent
+    if not parent.is_dir():
+        raise SagaError(f"cannot write {path}: no directory {parent}")
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        # newline="\n": a trace must be the same bytes on every platform.
+        with Path(path).open("w", encoding="utf-8", newline="\n") as out:
+            out.write(text)
+    except OSError as exc:
+        raise SagaError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+__all__ = [
+    "ExploreResult",
+    "Job",
+    "Progress",
+    "ProgressBar",
+    "RunSummary",
+    "explore",
+    "explore_command",
+    "format_explore",
+    "format_matrix",
+    "outcome_matrix",
+    "replay_command",
+    "run_seed",
+    "shrink_run",
+]

@@ -1,0 +1,457 @@
+"""Shrinking a failing run to a minimal set of fault decisions, and the replay file it saves.
+
+This module owns delta debugging over recorded decisions (Zeller and Hildebrandt, "Simplifying
+and Isolating Failure-Inducing Input", TSE 2002), the replay file format and the re-run of a
+replay file. It must never draw a random number or consult a seed while shrinking: every
+candidate is a replay of recorded decisions (`Simulation(decisions=...)`), so each test is
+deterministic and a subset that fails once fails always.
+
+A run replayed from decisions adds no plugins at all, not even the forced failures of a
+scenario's `fail = [...]` groups: those are decisions like any other, and a subset without
+them is a run in which those steps did not fail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+
+from faults import Decision
+from faults.base import TIMED_KINDS
+
+from .errors import SagaError
+from .oracle import INVARIANTS, Violation
+from .scenario import Scenario, scenario_dir
+from .simulation import ServiceFactory, Simulation, SimulationResult, simulate
+
+T = TypeVar("T")
+
+FORMAT = "trio-saga replay"
+VERSION = 1
+
+#: How many replays one shrink may run. ddmin needs O(n log n) tests on friendly inputs and
+#: O(n^2) at worst; after the saga and kind passes n is small, so this is rarely reached.
+MAX_TESTS = 400
+
+
+class ReplayError(SagaError):
+    """A replay file that cannot be read, or names something that cannot be rebuilt."""
+
+
+# -- a planted variant of the system -----------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Variant:
+    """Another system than the default one: a services factory and/or a Participant wrapper.
+
+    Tests plug in deliberately broken variants this way. Both must be module-level callables,
+    so they pickle into worker processes and a replay file can name them.
+    """
+
+    services: ServiceFactory | None = None
+    participant: Callable[..., Any] | None = None
+
+    @property
+    def default(self) -> bool:
+        return self.services is None and self.participant is None
+
+    def apply(self, simulation: Simulation) -> Simulation:
+        changes: dict[str, Any] = {}
+        if self.services is not None:
+            changes["services"] = self.services
+        if self.participant is not None:
+            changes["participant"] = self.participant
+        return attrs.evolve(simulation, **changes) if changes else simulation
+
+    def names(self) -> dict[str, str]:
+        return {
+            field: _qualified_name(value)
+            for field, value in (("services", self.services), ("participant", self.participant))
+            if value is not None
+        }
+
+    @classmethod
+    def from_names(cls, names: dict[str, Any]) -> Variant:
+        return cls(
+            services=_import(names["services"]) if names.get("services") else None,
+            participant=_import(names["participant"]) if names.get("participant") else None,
+        )
+
+
+def _qualified_name(value: Callable[..., Any]) -> str:
+    return f"{value.__module__}:{value.__qualname__}"
+
+
+def _import(name: object) -> Callable[..., Any]:
+    if not isinstance(name, str) or ":" not in name:
+        raise ReplayError(f"bad variant name {name!r} (expected module:name)")
+    module_name, _, attr = name.partition(":")
+    try:
+        found: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError) as exc:
+        raise ReplayError(
+            f"cannot load {name} named by the replay file: {exc} (is its directory on PYTHONPATH?)"
+        ) from None
+    if not callable(found):
+        raise ReplayError(f"{name} named by the replay file is not callable")
+    return found  # type: ignore[no-any-return]
+
+
+# -- what counts as "still failing" ------------------------------------------------------------
+
+
+def violation_of(result: SimulationResult, invariant: int) -> Violation | None:
+    """The first violation of `invariant` in `result`; the saga it names may differ from the
+    original run's."""
+    return next((v for v in result.violations if v.invariant == invariant), None)
+
+
+def decision_saga(decision: Decision) -> str | None:
+    """The saga a decision applies to; None for timed ones (a partition, a crash at a time),
+    which apply to a service."""
+    if decision.kind in TIMED_KINDS or len(decision.key) < 2:
+        return None
+    return str(decision.key[1])
+
+
+def trace_digest(result: SimulationResult) -> str:
+    """sha256 of the JSONL trace, what `replay --trace` would write."""
+    return "sha256:" + hashlib.sha256(result.trace_text().encode("utf-8")).hexdigest()
+
+
+# -- delta debugging ---------------------------------------------------------------------------
+
+
+class _Budget(Exception):
+    """Raised inside a test when the budget is spent; ddmin keeps its best so far."""
+
+
+def ddmin(items: Sequence[T], fails: Callable[[list[T]], bool]) -> list[T]:
+    """Zeller's ddmin: a 1-minimal sublist of `items` (order kept) for which `fails` holds,
+    given that it holds for `items`. `fails` may raise `_Budget` to stop early: the smallest
+    failing list found so far is returned.
+    """
+    current = list(items)
+    try:
+        if current and fails([]):
+            return []
+        granularity = 2
+        while len(current) >= 2:
+            chunks = _split(current, granularity)
+            for chunk in chunks:
+                if fails(chunk):
+                    current, granularity = chunk, 2
+                    break
+            else:
+                for index in range(len(chunks)):
+                    complement = [x for i, c in enumerate(chunks) if i != index for x in c]
+                    if fails(complement):
+                        current, granularity = complement, max(granularity - 1, 2)
+                        break
+                else:
+                    if granularity >= len(current):
+                        break
+                    granularity = min(len(current), granularity * 2)
+    except _Budget:
+        pass
+    return current
+
+
+def _split(items: list[T], parts: int) -> list[list[T]]:
+    size, extra = divmod(len(items), parts)
+    chunks, start = [], 0
+    for i in range(parts):
+        end = start + size + (1 if i < extra else 0)
+        chunks.append(items[start:end])
+        start = end
+    return [c for c in chunks if c]
+
+
+@attrs.frozen(kw_only=True)
+class ShrinkResult:
+    decisions: tuple[Decision, ...]
+    invariant: int
+    violation: Violation | None  # None: the full replay did not reproduce the violation
+    recorded: int  # how many decisions the original run made
+    tests: int  # how many replays the shrink ran
+    passes: tuple[str, ...]  # what each pass left, for the curious
+
+    @property
+    def reproduced(self) -> bool:
+        return self.violation is not None
+
+
+def shrink(
+    scenario: Scenario,
+    decisions: Sequence[Decision],
+    invariant: int,
+    *,
+    variant: Variant = Variant(),  # noqa: B008 - a frozen value, safe to share
+    max_tests: int = MAX_TESTS,
+) -> ShrinkResult:
+    """The smallest subset of `decisions` (in their order) whose replay still violates
+    `invariant`: first keep only the decisions of the sagas that broke it, then drop whole
+    kinds of decision, then ddmin what is left."""
+    recorded = tuple(decisions)
+    cache: dict[tuple[int, ...], bool] = {}
+    position = {id(d): i for i, d in enumerate(recorded)}
+    found: dict[tuple[int, ...], Violation] = {}
+
+    def fails(subset: list[Decision]) -> bool:
+        key = tuple(position[id(d)] for d in subset)
+        if key in cache:
+            return cache[key]
+        if len(cache) >= max_tests:
+            raise _Budget
+        sim = variant.apply(scenario.simulation(decisions=subset, keep_trace=False))
+        violation = violation_of(simulate(sim), invariant)
+        cache[key] = violation is not None
+        if violation is not None:
+            found[key] = violation
+        return violation is not None
+
+    passes: list[str] = []
+    current = list(recorded)
+    try:
+        if not fails(current):
+            return ShrinkResult(
+                decisions=recorded,
+                invariant=invariant,
+                violation=None,
+                recorded=len(recorded),
+                tests=len(cache),
+                passes=("the full replay does not reproduce the violation",),
+            )
+        sagas = {found[tuple(range(len(recorded)))].saga_id} - {None}
+        if sagas:
+            focused = [d for d in current if decision_saga(d) in sagas | {None}]
+            if len(focused) < len(current) and fails(focused):
+                current = focused
+            passes.append(f"saga {', '.join(sorted(s for s in sagas if s))}: {len(current)}")
+        by_count: dict[str, int] = {}
+        for d in current:
+            by_count[d.kind] = by_count.get(d.kind, 0) + 1
+        for kind in sorted(by_count, key=lambda k: (-by_count[k], k)):
+            without = [d for d in current if d.kind != kind]
+            if len(without) < len(current) and fails(without):
+                current = without
+        passes.append(f"kinds: {len(current)}")
+    except _Budget:
+        pass
+    current = ddmin(current, fails)
+    passes.append(f"ddmin: {len(current)}")
+    key = tuple(position[id(d)] for d in current)
+    return ShrinkResult(
+        decisions=tuple(current),
+        invariant=invariant,
+        violation=found.get(key),
+        recorded=len(recorded),
+        tests=len(cache),
+        passes=tuple(passes),
+    )
+
+
+# -- the replay file ---------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class ReplayFile:
+    """Everything needed to re-run a failing run exactly, as one JSON file.
+
+    The scenario's TOML text travels with it, so the replay does not depend on the scenario
+    directory it was found with; `seed` and `faults` say where the decisions came from (and let
+    a person re-run the unshrunk search), the `decisions` alone drive the replay. A file whose
+    `decisions` is None (null) re-runs the seed with its fault specs instead.
+    """
+
+    scenario: str
+    seed: int
+    faults: tuple[str, ...]
+    decisions: tuple[Decision, ...] | None
+    invariant: int
+    saga: str | None = None
+    detail: str = ""
+    swarm: bool = False
+    shrunk: bool = True
+    recorded: int = 0
+    tests: int = 0
+    trace_digest: str = ""
+    variant: dict[str, str] = attrs.field(factory=dict)
+    scenario_toml: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "scenario": self.scenario,
+            "seed": self.seed,
+            "swarm": self.swarm,
+            "faults": list(self.faults),
+            "invariant": self.invariant,
+            "invariant_name": INVARIANTS.get(self.invariant, "?"),
+            "saga": self.saga,
+            "violation": self.detail,
+            "shrunk": self.shrunk,
+            "recorded_decisions": self.recorded,
+            "shrink_tests": self.tests,
+            "decisions": None if self.decisions is None else [d.to_json() for d in self.decisions],
+            "trace_digest": self.trace_digest,
+            "variant": dict(self.variant),
+            "scenario_toml": self.scenario_toml,
+        }
+
+    def save(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ReplayFile:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ReplayError(f"cannot read replay file {path}: {exc.strerror or exc}") from None
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ReplayError(f"replay file {path} is not JSON: {exc}") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ReplayError(f"{path} is not a trio-saga replay file")
+        if data.get("version") != VERSION:
+            raise ReplayError(f"{path}: unsupported replay file version {data.get('version')!r}")
+        try:
+            return cls._from_data(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ReplayError(f"replay file {path} is malformed: {exc}") from None
+
+    @classmethod
+    def _from_data(cls, data: dict[str, Any]) -> ReplayFile:
+        decisions = data["decisions"]
+        faults = data.get("faults", [])
+        if decisions is not None and (
+            not isinstance(decisions, list) or not all(isinstance(d, dict) for d in decisions)
+        ):
+            raise TypeError("decisions must be a list of objects (or null: re-run the seed)")
+        if not isinstance(faults, list) or not all(isinstance(f, str) for f in faults):
+            raise TypeError("faults must be a list of strings")
+        variant = data.get("variant") or {}
+        toml = data.get("scenario_toml")
+        if not isinstance(variant, dict) or not (toml is None or isinstance(toml, str)):
+            raise TypeError("variant must be an object and scenario_toml a string")
+        seed, invariant = data["seed"], data["invariant"]
+        if not isinstance(seed, int) or not isinstance(invariant, int):
+            raise TypeError("seed and invariant must be integers")
+        return cls(
+            scenario=str(data["scenario"]),
+            seed=seed,
+            faults=tuple(faults),
+            decisions=None
+            if decisions is None
+            else tuple(Decision.from_json(d) for d in decisions),
+            invariant=invariant,
+            saga=data.get("saga"),
+            detail=str(data.get("violation", "")),
+            swarm=bool(data.get("swarm", False)),
+            shrunk=bool(data.get("shrunk", True)),
+            recorded=int(data.get("recorded_decisions", 0)),
+            tests=int(data.get("shrink_tests", 0)),
+            trace_digest=str(data.get("trace_digest", "")),
+            variant={str(k): str(v) for k, v in variant.items()},
+            scenario_toml=toml,
+        )
+
+    def load_scenario(self) -> Scenario:
+        if self.scenario_toml is not None:
+            return Scenario.from_toml(self.scenario, self.scenario_toml)
+        return Scenario.load(self.scenario)
+
+    def simulation(self, variant: Variant | None = None, **options: Any) -> Simulation:
+        """The exact run: the recorded decisions, on the recorded (or the given) variant."""
+        chosen = Variant.from_names(self.variant) if variant is None else variant
+        base = self.load_scenario().simulation(
+            self.seed, faults=self.faults, decisions=self.decisions, **options
+        )
+        return chosen.apply(base)
+
+    def run(self, variant: Variant | None = None) -> SimulationResult:
+        return simulate(self.simulation(variant))
+
+
+def scenario_text(scenario: Scenario) -> str | None:
+    """TOML that loads back as `scenario`, to embed in a replay file: its file's own text when
+    that still says the same, else the scenario written out afresh (one built in code, or a
+    file edited since). None only if neither round-trips."""
+    path = scenario_dir() / f"{scenario.name}.toml"
+    try:
+        text = path.read_text(encoding="utf-8")
+        if Scenario.from_toml(scenario.name, text) == scenario:
+            return text
+    except (OSError, SagaError):
+        pass
+    text = scenario_toml(scenario)
+    try:
+        return text if Scenario.from_toml(scenario.name, text) == scenario else None
+    except SagaError:
+        return None
+
+
+def scenario_toml(scenario: Scenario) -> str:
+    """`scenario` in the scenario file format (see `scenario.py`)."""
+
+    def value(v: object) -> str:
+        if isinstance(v, str):
+            return json.dumps(v)  # a JSON string is a valid TOML basic string
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, float):
+            return repr(v)  # TOML reads inf and nan as Python writes them
+        if isinstance(v, list | tuple):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return str(v)
+
+    lines = [
+        f"description = {value(scenario.description)}",
+        f"seed = {scenario.seed}",
+        f"max_time = {value(float(scenario.max_time))}",
+        f"faults = {value(list(scenario.faults))}",
+        f"default_stock = {scenario.default_stock}",
+        f"unit_price = {value(scenario.unit_price_cents / 100)}",
+        f"funds = {value(scenario.funds_cents / 100)}",
+    ]
+    if scenario.stock:
+        lines += ["", "[stock]"] + [f"{value(k)} = {v}" for k, v in scenario.stock.items()]
+    for group in scenario.groups:
+        lines += [
+            "",
+            "[[sagas]]",
+            f"count = {group.count}",
+            f"sku = {value(group.sku)}",
+            f"quantity = {group.quantity}",
+            f"start = {value(float(group.start))}",
+            f"every = {value(float(group.every))}",
+            f"fail = {value(sorted(group.fail))}",
+        ]
+        if group.amount_cents is not None:
+            lines.append(f"amount = {value(group.amount_cents / 100)}")
+    lines += ["", "[expect]"]
+    if scenario.expect is None:
+        lines.append("invariants_only = true")
+    else:
+        lines += [f"{k} = {v}" for k, v in scenario.expect.items()]
+    return "\n".join(lines) + "\n"
+
+
+def count_kinds(decisions: Iterable[Decision]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for d in decisions:
+        counts[d.kind] = counts.get(d.kind, 0) + 1
+    return dict(sorted(counts.items()))

@@ -1,0 +1,126 @@
+"""Swarm testing (Groce, Zhang, Eide, Chen and Regehr, ISSTA 2012) for the fault injector.
+
+This module owns swarm fault mixes: which fault kinds a seed turns on and how strongly, as
+fault specs. It must never run anything, and never draw from a shared or unseeded RNG: the mix
+is a pure function of the seed, so a run is reproducible from (scenario, seed, specs).
+
+Running every seed with every fault at once tends to hide bugs: one fault masks another (a
+partition that drops everything leaves no duplicate to mishandle). Swarm testing instead gives
+each run its own random subset of the features, each at its own strength. Here a feature is a
+fault kind; `swarm_faults(seed, span)` draws the subset and the parameters and returns them as
+ordinary fault specs, which the explore report and the replay file record.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from faults import parse_fault
+
+#: The chance that a seed turns a kind on. One half is the paper's choice: it maximises the
+#: variety of subsets.
+P_ON = 0.5
+
+#: Where a crash after a commit makes sense: the service and the event its commit produced.
+#: The first (a crash right after charging) is the outbox's reason to exist.
+CRASH_POINTS = (
+    ("payment", "PaymentCharged"),
+    ("inventory", "InventoryReserved"),
+    ("shipping", "ShipmentCreated"),
+    ("payment", "PaymentRefunded"),
+    ("inventory", "InventoryReleased"),
+)
+SERVICES = ("inventory", "payment", "shipping")
+
+
+def _num(value: float) -> str:
+    # Few digits keep the specs short to read; parse_fault reads back exactly what is written.
+    return f"{value:.3g}"
+
+
+def _drop(rng: random.Random, span: float) -> str:
+    return f"drop:p={_num(rng.uniform(0.01, 0.3))}"
+
+
+def _delay(rng: random.Random, span: float) -> str:
+    dist = rng.choice(("constant", "uniform", "exponential"))
+    mean = rng.uniform(0.005, 0.6)
+    return f"delay:mean={_num(mean)},dist={dist},p={_num(rng.uniform(0.1, 1.0))}"
+
+
+def _duplicate(rng: random.Random, span: float) -> str:
+    return f"duplicate:p={_num(rng.uniform(0.01, 0.4))},copies={rng.randint(1, 3)}"
+
+
+def _reorder(rng: random.Random, span: float) -> str:
+    window, p = rng.uniform(0.05, 1.0), rng.uniform(0.1, 0.9)
+    return f"reorder:window={_num(window)},p={_num(p)}"
+
+
+def _partition(rng: random.Random, span: float) -> str:
+    service = rng.choice(SERVICES)
+    start, duration = rng.uniform(0.0, span), rng.uniform(0.2, 6.0)
+    direction = rng.choice(("both", "in", "out"))
+    mode = rng.choice(("drop", "hold"))
+    return (
+        f"partition:service={service},start={_num(start)},duration={_num(duration)},"
+        f"direction={direction},mode={mode}"
+    )
+
+
+def _crash_after(rng: random.Random, span: float) -> str:
+    # Half the time the crash after a charge, the rest spread over the other commit points.
+    service, after = CRASH_POINTS[0] if rng.random() < 0.5 else rng.choice(CRASH_POINTS[1:])
+    return (
+        f"crash:service={service},after={after},downtime={_num(rng.uniform(0.1, 3.0))},"
+        f"p={_num(rng.uniform(0.05, 1.0))},times={rng.randint(1, 3)}"
+    )
+
+
+def _crash_at(rng: random.Random, span: float) -> str:
+    service = rng.choice(SERVICES)
+    at, downtime = rng.uniform(0.0, span), rng.uniform(0.1, 3.0)
+    return f"crash:service={service},at={_num(at)},downtime={_num(downtime)}"
+
+
+def _forced(step: str) -> Callable[[random.Random, float], str]:
+    def draw(rng: random.Random, span: float) -> str:
+        return f"fail_{step}:rate={_num(rng.uniform(0.02, 0.3))}"
+
+    return draw
+
+
+#: Every feature in a fixed order: the order of draws is part of what the seed determines.
+FEATURES: tuple[tuple[str, Callable[[random.Random, float], str]], ...] = (
+    ("drop", _drop),
+    ("delay", _delay),
+    ("duplicate", _duplicate),
+    ("reorder", _reorder),
+    ("partition", _partition),
+    ("crash_after_commit", _crash_after),
+    ("crash_at", _crash_at),
+    ("fail_inventory", _forced("inventory")),
+    ("fail_payment", _forced("payment")),
+    ("fail_shipping", _forced("shipping")),
+)
+
+
+def swarm_faults(seed: int, span: float = 5.0) -> tuple[str, ...]:
+    """The fault mix of `seed`: a subset of the fault kinds, each with drawn parameters.
+
+    `span` is how long (virtual seconds) the scenario keeps starting sagas: timed faults
+    (partitions, crashes at a time) start within it, where they can hit something.
+    """
+    # A string seed goes through SHA-512 in `random.seed`, so the mix is the same in every
+    # process and under every PYTHONHASHSEED, and swarm seed n shares nothing with the
+    # injector's own RNG for seed n.
+    rng = random.Random(f"trio-saga swarm {seed}")
+    span = max(span, 0.1)
+    # Every feature draws its parameters whether on or off, so turning one kind on or off in a
+    # future version does not reshuffle the others.
+    drawn = [(rng.random() < P_ON, draw(rng, span)) for _, draw in FEATURES]
+    specs = tuple(spec for on, spec in drawn if on)
+    for spec in specs:
+        parse_fault(spec)  # a bad draw is a bug here, not in the run it would spoil
+    return specs
