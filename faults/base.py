@@ -208,6 +208,7 @@ class FaultInjector:
     _rng: random.Random = attrs.field(init=False)
     _replay: dict[tuple[str, Key], list[Decision]] | None = attrs.field(default=None, init=False)
     _replay_timeline: list[Decision] = attrs.field(factory=list, init=False)
+    _asked: dict[tuple[str, Key], int] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -243,23 +244,42 @@ class FaultInjector:
         self.decisions.extend(made)
         return made
 
+    def _occurrence(self, family: str, key: Key) -> Key:
+        """The key of this question, made unique: the n-th time the same key is asked (a
+        client retry, or a buggy service publishing one event type twice) it gets `#n`."""
+        n = self._asked.get((family, key), 0) + 1
+        self._asked[(family, key)] = n
+        return key if n == 1 else (*key, f"#{n}")
+
+    @staticmethod
+    def _rekey(decision: Decision | None, key: Key) -> Decision | None:
+        if decision is None or decision.key == key:
+            return decision
+        return attrs.evolve(decision, key=key)
+
     def transmit(self, t: Transmission) -> Sequence[Decision]:
+        key = self._occurrence("net", t.key)
         if self._replay is not None:
-            made: Sequence[Decision] = self._replay.pop(("net", t.key), ())
+            made: Sequence[Decision] = self._replay.pop(("net", key), ())
         else:
-            made = [d for fault in self.faults for d in fault.on_transmit(t, self._rng)]
+            made = [
+                attrs.evolve(d, key=key) if key != t.key else d
+                for fault in self.faults
+                for d in fault.on_transmit(t, self._rng)
+            ]
         if made:
             self.decisions.extend(made)
         return made
 
     def forced_failure(self, step: str, saga_id: str) -> str | None:
         decision: Decision | None = None
+        key = self._occurrence("step", (step, saga_id))
         if self._replay is not None:
-            found = self._replay.pop(("step", (step, saga_id)), None)
+            found = self._replay.pop(("step", key), None)
             decision = found[0] if found else None
         else:
             for fault in self.faults:
-                decision = fault.on_step(step, saga_id, self._rng)
+                decision = self._rekey(fault.on_step(step, saga_id, self._rng), key)
                 if decision is not None:
                     break
         if decision is None:
@@ -270,12 +290,13 @@ class FaultInjector:
     def crash_after_commit(self, commit: Commit) -> int | None:
         """Downtime in µs if the service crashes right after this commit."""
         decision: Decision | None = None
+        key = self._occurrence("commit", commit.key)
         if self._replay is not None:
-            found = self._replay.pop(("commit", commit.key), None)
+            found = self._replay.pop(("commit", key), None)
             decision = found[0] if found else None
         else:
             for fault in self.faults:
-                decision = fault.on_commit(commit, self._rng)
+                decision = self._rekey(fault.on_commit(commit, self._rng), key)
                 if decision is not None:
                     break
         if decision is None:

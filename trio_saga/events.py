@@ -10,6 +10,7 @@ number with two decimals, like the seed (`"amount": 99.99`).
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import attrs
@@ -174,7 +175,16 @@ class ReserveInventory:
         amount = body.get("amount")
         amount_cents: int | None = None
         if amount is not None:
-            if not isinstance(amount, int | float) or isinstance(amount, bool) or amount < 0:
+            try:
+                valid = (
+                    isinstance(amount, int | float)
+                    and not isinstance(amount, bool)
+                    and math.isfinite(amount)  # NaN and Infinity parse as JSON in Python
+                    and amount >= 0
+                )
+            except OverflowError:  # an integer too large for a float
+                valid = False
+            if not valid:
                 raise MalformedRequest("field 'amount' must be a non-negative number")
             amount_cents = amount_to_cents(float(amount))
         return cls(

@@ -1,0 +1,523 @@
+"""The oracle can fail: broken handlers plugged into real simulations are reported with the saga,
+the invariant and the trace lines that show it; each invariant on hand-made records; and a
+correct system over the same seeds is clean."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import attrs
+import pytest
+
+from faults import parse_fault
+from trio_saga.events import (
+    Event,
+    InventoryReserved,
+    PaymentCharged,
+    ReserveInventory,
+    ShipmentCreated,
+)
+from trio_saga.oracle import INVARIANTS, Violation, check, check_money, check_saga, check_stock
+from trio_saga.saga_log import SagaLog, SagaRecord
+from trio_saga.services import (
+    Inventory,
+    Participant,
+    PaymentService,
+    SagaService,
+    ShippingService,
+    StepContext,
+)
+from trio_saga.simulation import SagaOrder, Simulation, SimulationResult, orders, simulate
+from trio_saga.trace import Trace
+
+SEEDS = range(5)
+
+# -- deliberately broken variants --------------------------------------------------------------
+
+
+@attrs.define
+class InboxlessParticipant(Participant):
+    """Commits state and outbox but never consults (or fills) its inbox, so a duplicate or a
+    redelivery reaches the service's handler again."""
+
+    def receive(self, event: Event, ctx: StepContext) -> Sequence[Event] | None:
+        produced = self.service.handle(event, ctx)
+        self.outbox.extend(produced)
+        return produced
+
+
+@attrs.define
+class BrokenPayment(PaymentService):
+    """Charges on every InventoryReserved it is handed: forgets `saga_id in self.payments`."""
+
+    def charge(self, event: InventoryReserved, ctx: StepContext) -> Sequence[Event]:
+        self.payments.pop(event.saga_id, None)
+        return super().charge(event, ctx)
+
+
+@attrs.define
+class CarelessShipping(ShippingService):
+    """Takes a PaymentCharged seen again after its shipment failed as a second chance to ship,
+    although the failure is published and the saga is being compensated."""
+
+    def handle(self, event: Event, ctx: StepContext) -> Sequence[Event]:
+        saga_id = event.saga_id
+        failed_before = saga_id in self.shipments and self.shipments[saga_id] is None
+        if isinstance(event, PaymentCharged) and failed_before:
+            self.shipments_made += 1
+            shipment_id = f"s{self.shipments_made}"
+            self.shipments[saga_id] = shipment_id
+            return (
+                ShipmentCreated(
+                    saga_id=saga_id,
+                    event_id=self.ids.next(),
+                    timestamp=ctx.timestamp,
+                    shipment_id=shipment_id,
+                ),
+            )
+        return super().handle(event, ctx)
+
+
+def broken_payment() -> list[SagaService]:
+    return [Inventory(), BrokenPayment(), ShippingService()]
+
+
+def careless_shipping() -> list[SagaService]:
+    return [Inventory(), PaymentService(), CarelessShipping()]
+
+
+def found(result: SimulationResult) -> list[tuple[int, str | None, str]]:
+    return [(v.invariant, v.saga_id, v.detail) for v in result.violations]
+
+
+def evidence_lines(result: SimulationResult, violation: Violation) -> list[dict[str, object]]:
+    """The trace lines a violation's description shows, parsed back."""
+    lines = violation.describe(result.trace).splitlines()
+    assert (
+        lines[0]
+        == f"invariant {violation.invariant} ({violation.name}) violated: "
+        + (f"saga {violation.saga_id}: " if violation.saga_id else "")
+        + violation.detail
+    )
+    assert all(line.startswith("    {") for line in lines[1:])
+    return [json.loads(line) for line in lines[1:]]
+
+
+# -- (a) a double charge -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_non_idempotent_payment_without_inbox_is_caught_charging_twice(seed: int) -> None:
+    result = simulate(
+        Simulation(
+            orders=orders(3),
+            faults=[parse_fault("duplicate:p=1")],
+            seed=seed,
+            services=broken_payment,
+            participant=InboxlessParticipant,
+        )
+    )
+    events = "[InventoryReserved, PaymentCharged, PaymentCharged, ShipmentCreated]"
+    expected: list[tuple[int, str | None, str]] = []
+    for saga in ("saga-1", "saga-2", "saga-3"):
+        expected += [
+            (2, saga, f"completed but its events are {events}"),
+            (4, saga, "charged 2 times"),
+        ]
+    expected.append(
+        (4, None, "charged 599.94 - refunded 0.00 = 599.94, but completed sagas account for 299.97")
+    )
+    assert found(result) == expected
+    double = result.violations[1]
+    shown = evidence_lines(result, double)
+    charges = [line for line in shown if line.get("event") == "PaymentCharged"]
+    assert [(c["kind"], c["node"], c["saga"]) for c in charges] == [
+        ("publish", "payment", "saga-1"),
+        ("publish", "payment", "saga-1"),
+    ]
+    assert charges[0]["ref"] != charges[1]["ref"]  # two distinct charges, not one seen twice
+    assert shown[0]["kind"] == "start"
+    payment = result.participants["payment"].service
+    assert isinstance(payment, PaymentService)
+    assert payment.charged_cents == 6 * 9999
+
+
+def test_the_inbox_alone_saves_the_broken_payment_from_duplicates() -> None:
+    # Same bug, same faults, but the durable inbox answers the duplicates: nothing to report.
+    for seed in SEEDS:
+        result = simulate(
+            Simulation(
+                orders=orders(3),
+                faults=[parse_fault("duplicate:p=1")],
+                seed=seed,
+                services=broken_payment,
+            )
+        )
+        assert result.violations == []
+        assert result.fault_counts["duplicate"] > 0
+
+
+def test_the_services_records_alone_save_an_inboxless_system() -> None:
+    # Correct services keep one record per saga, so even without the inbox nothing is redone.
+    for seed in SEEDS:
+        result = simulate(
+            Simulation(
+                orders=orders(3),
+                faults=[parse_fault("duplicate:p=1")],
+                seed=seed,
+                participant=InboxlessParticipant,
+            )
+        )
+        assert result.violations == []
+
+
+# -- (b) a shipment after the refund -----------------------------------------------------------
+
+
+def test_shipping_after_a_refund_is_caught() -> None:
+    # Shipping fails (forced), crashes before publishing or acking, so its PaymentCharged is
+    # redelivered, and the redelivery arrives only after the saga was compensated.
+    result = simulate(
+        Simulation(
+            orders=[SagaOrder(saga_id="saga-1", fail=frozenset({"shipping"}))],
+            faults=[parse_fault("crash:service=shipping,after=ShipmentFailed")],
+            services=careless_shipping,
+            participant=InboxlessParticipant,
+        )
+    )
+    assert found(result) == [
+        (
+            2,
+            "saga-1",
+            "compensated but its events are [InventoryReserved, PaymentCharged, ShipmentFailed,"
+            " PaymentRefunded, InventoryReleased, ShipmentCreated]",
+        ),
+        (5, "saga-1", "ShipmentCreated after PaymentRefunded"),
+    ]
+    shown = evidence_lines(result, result.violations[1])
+    published = [(line["kind"], line["event"]) for line in shown if line["kind"] == "publish"]
+    assert published[-3:] == [
+        ("publish", "PaymentRefunded"),
+        ("publish", "InventoryReleased"),
+        ("publish", "ShipmentCreated"),
+    ]
+    times = [float(str(line["t"])) for line in shown]
+    assert times == sorted(times)
+
+
+def test_a_duplicated_charge_reaching_careless_shipping_is_caught() -> None:
+    result = simulate(
+        Simulation(
+            orders=[SagaOrder(saga_id="saga-1", fail=frozenset({"shipping"}))],
+            faults=[parse_fault("duplicate:p=1")],
+            services=careless_shipping,
+            participant=InboxlessParticipant,
+        )
+    )
+    assert (2, "saga-1") in [(v.invariant, v.saga_id) for v in result.violations]
+    record = result.saga_log.get("saga-1")
+    assert record is not None
+    assert record.types.index("ShipmentCreated") > record.types.index("ShipmentFailed")
+    # the refund went out too, so the money no longer adds up for a "completed" saga
+    assert any(v.invariant == 4 and v.saga_id is None for v in result.violations)
+
+
+# -- (d) the correct system over the same runs --------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_the_correct_system_over_the_same_runs_is_clean(seed: int) -> None:
+    for sim in (
+        Simulation(orders=orders(3), faults=[parse_fault("duplicate:p=1")], seed=seed),
+        Simulation(
+            orders=[SagaOrder(saga_id="saga-1", fail=frozenset({"shipping"}))],
+            faults=[parse_fault("crash:service=shipping,after=ShipmentFailed")],
+            seed=seed,
+        ),
+        Simulation(
+            orders=[SagaOrder(saga_id="saga-1", fail=frozenset({"shipping"}))],
+            faults=[parse_fault("duplicate:p=1")],
+            seed=seed,
+        ),
+    ):
+        result = simulate(sim)
+        assert result.violations == []
+        assert not result.stopped_early
+        assert all(record.done for record in result.saga_log)
+
+
+# -- (c) each invariant on hand-made records ----------------------------------------------------
+
+
+def record(status: str, *types: str, saga: str = "s1") -> SagaRecord:
+    return SagaRecord(
+        saga_id=saga,
+        client="c",
+        started_seq=0,
+        types=list(types),
+        event_ids=[f"e{n}" for n in range(len(types))],
+        seqs=[10 * (n + 1) for n in range(len(types))],
+        status=status,
+    )
+
+
+IR, IRF, IRel = "InventoryReserved", "InventoryReservationFailed", "InventoryReleased"
+PC, PF, PR = "PaymentCharged", "PaymentFailed", "PaymentRefunded"
+SC, SF = "ShipmentCreated", "ShipmentFailed"
+
+
+@pytest.mark.parametrize(
+    "made",
+    [
+        record("completed", IR, PC, SC),
+        record("compensated", IR, PF, IRel),
+        record("compensated", IR, PC, SF, PR, IRel),
+        record("failed", IRF),
+    ],
+    ids=["completed", "compensated-at-payment", "compensated-at-shipping", "failed"],
+)
+def test_check_saga_accepts_every_allowed_outcome(made: SagaRecord) -> None:
+    assert check_saga(made) == []
+
+
+@pytest.mark.parametrize(
+    ("made", "expected"),
+    [
+        (record("in_progress"), [(1, "stuck in progress after nothing")]),
+        (
+            record("in_progress", IR, PC),
+            [(1, "stuck in progress after [InventoryReserved, PaymentCharged]")],
+        ),
+        (
+            record("completed", IR, PC, SC, PR),
+            [
+                (
+                    2,
+                    "completed but its events are [InventoryReserved, PaymentCharged,"
+                    " ShipmentCreated, PaymentRefunded]",
+                )
+            ],
+        ),
+        (
+            record("compensated", IR, PC, SF, IRel, PR),
+            [
+                (
+                    2,
+                    "compensated but its events are [InventoryReserved, PaymentCharged,"
+                    " ShipmentFailed, InventoryReleased, PaymentRefunded]",
+                )
+            ],
+        ),
+        (
+            record("compensated", IR, PC, SF, IRel),
+            [
+                (
+                    2,
+                    "compensated but its events are [InventoryReserved, PaymentCharged,"
+                    " ShipmentFailed, InventoryReleased]",
+                )
+            ],
+        ),
+        (
+            record("failed", IRF, IR),
+            [(2, "failed but its events are [InventoryReservationFailed, InventoryReserved]")],
+        ),
+        (
+            record("in_progress", IR, PC, PC),
+            [
+                (1, "stuck in progress after [InventoryReserved, PaymentCharged, PaymentCharged]"),
+                (4, "charged 2 times"),
+            ],
+        ),
+        (
+            record("compensated", IR, PC, SF, PR, PR, IRel),
+            [
+                (
+                    2,
+                    "compensated but its events are [InventoryReserved, PaymentCharged,"
+                    " ShipmentFailed, PaymentRefunded, PaymentRefunded, InventoryReleased]",
+                ),
+                (4, "PaymentRefunded published 2 times"),
+            ],
+        ),
+        (
+            record("in_progress", IR, IR, IR),
+            [
+                (
+                    1,
+                    "stuck in progress after [InventoryReserved, InventoryReserved,"
+                    " InventoryReserved]",
+                ),
+                (2, "InventoryReserved published 3 times"),
+            ],
+        ),
+        (
+            record("in_progress", PC),
+            [
+                (1, "stuck in progress after [PaymentCharged]"),
+                (5, "PaymentCharged without InventoryReserved before it"),
+            ],
+        ),
+        (
+            record("compensated", IRel),
+            [
+                (2, "compensated but its events are [InventoryReleased]"),
+                (5, "InventoryReleased without InventoryReserved before it"),
+            ],
+        ),
+        (
+            record("completed", IR, SC),
+            [
+                (2, "completed but its events are [InventoryReserved, ShipmentCreated]"),
+                (5, "ShipmentCreated without PaymentCharged before it"),
+            ],
+        ),
+        (
+            record("in_progress", IR, PR),
+            [
+                (1, "stuck in progress after [InventoryReserved, PaymentRefunded]"),
+                (5, "PaymentRefunded without PaymentCharged before it"),
+            ],
+        ),
+        (
+            record("compensated", IR, PC, SF, PR, IRel, SC),
+            [
+                (
+                    2,
+                    "compensated but its events are [InventoryReserved, PaymentCharged,"
+                    " ShipmentFailed, PaymentRefunded, InventoryReleased, ShipmentCreated]",
+                ),
+                (5, "ShipmentCreated after PaymentRefunded"),
+            ],
+        ),
+        (
+            record("compensated", IR, PF, IRel, PC),
+            [
+                (
+                    2,
+                    "compensated but its events are [InventoryReserved, PaymentFailed,"
+                    " InventoryReleased, PaymentCharged]",
+                ),
+                (5, "PaymentCharged after InventoryReleased"),
+            ],
+        ),
+    ],
+)
+def test_check_saga_reports_each_invariant(
+    made: SagaRecord, expected: list[tuple[int, str]]
+) -> None:
+    violations = check_saga(made)
+    assert [(v.invariant, v.detail) for v in violations] == expected
+    for violation in violations:
+        assert violation.saga_id == "s1"
+        assert violation.evidence == (0, *made.seqs)
+
+
+def test_invariant_names() -> None:
+    assert INVARIANTS == {
+        1: "every saga ends",
+        2: "outcome matches events",
+        3: "stock is conserved",
+        4: "money is conserved",
+        5: "no effect without its cause",
+    }
+
+
+def test_describe_without_and_with_a_trace() -> None:
+    trace = Trace()
+    trace.add(0, "start", "client", "s1", "reserve_inventory", "1")
+    trace.add(1_500_000, "publish", "payment", "s1", "PaymentCharged", "pay-1")
+    trace.add(2_000_000, "publish", "payment", "s2", "PaymentCharged", "pay-2")
+    violation = Violation(invariant=4, saga_id="s1", detail="charged 2 times", evidence=(1, 0, 1))
+    head = "invariant 4 (money is conserved) violated: saga s1: charged 2 times"
+    assert violation.describe() == head
+    assert violation.describe(trace) == "\n".join(
+        [
+            head,
+            '    {"t":0.0,"seq":0,"kind":"start","node":"client","saga":"s1",'
+            '"event":"reserve_inventory","ref":"1"}',
+            '    {"t":1.5,"seq":1,"kind":"publish","node":"payment","saga":"s1",'
+            '"event":"PaymentCharged","ref":"pay-1"}',
+        ]
+    )
+    total = Violation(invariant=3, saga_id=None, detail="sku a: off")
+    assert total.describe(trace) == "invariant 3 (stock is conserved) violated: sku a: off"
+
+
+# -- stock and money on hand-made services --------------------------------------------------------
+
+
+def log_of(*records: SagaRecord) -> SagaLog:
+    return SagaLog(sagas={r.saga_id: r for r in records})
+
+
+def test_check_stock_conservation_and_leaks() -> None:
+    inventory = Inventory(stock={"a": 5, "b": 2})
+    assert check_stock(inventory, SagaLog()) == []
+    inventory.stock["a"] = 3
+    inventory.reserved["a"] = 1
+    inventory.stock["b"] = 3
+    inventory.shipped["b"] = -1
+    assert [(v.invariant, v.saga_id, v.detail) for v in check_stock(inventory, SagaLog())] == [
+        (3, None, "sku a: available 3 + reserved 1 + shipped 0 != initial 5"),
+        (3, None, "sku b: available 3 + reserved 0 + shipped -1 != initial 2"),
+    ]
+
+
+def test_check_stock_finds_a_reservation_leak_of_a_finished_saga() -> None:
+    inventory = Inventory(stock={"a": 5})
+    for saga in ("s1", "s2"):
+        inventory.reserve(
+            ReserveInventory(saga_id=saga, sku="a", quantity=2),
+            StepContext(timestamp=0),
+        )
+    saga_log = log_of(
+        record("compensated", IR, PF, IRel, saga="s1"), record("in_progress", IR, saga="s2")
+    )
+    violations = check_stock(inventory, saga_log)
+    assert [(v.invariant, v.saga_id, v.detail) for v in violations] == [
+        (3, "s1", "compensated but 2 x a still reserved (a reservation leak)")
+    ]
+    assert violations[0].evidence == (0, 10, 20, 30)
+
+
+def test_check_money() -> None:
+    payment = PaymentService()
+    for n, saga in enumerate(("s1", "s2", "s3"), start=1):
+        payment.charge(
+            InventoryReserved(
+                saga_id=saga,
+                event_id=f"inv-{n}",
+                timestamp=0,
+                reservation_id=f"r{n}",
+                sku="a",
+                quantity=1,
+                amount_cents=1000 * n,
+            ),
+            StepContext(timestamp=0),
+        )
+    saga_log = log_of(
+        record("completed", IR, PC, SC, saga="s1"),
+        record("completed", IR, PC, SC, saga="s2"),
+        record("in_progress", IR, PC, saga="s3"),
+    )
+    assert [v.detail for v in check_money(payment, saga_log)] == [
+        "charged 60.00 - refunded 0.00 = 60.00, but completed sagas account for 30.00"
+    ]
+    payment.refunded_cents += 3000
+    assert check_money(payment, saga_log) == []
+
+
+def test_check_runs_per_saga_first_then_the_totals() -> None:
+    inventory = Inventory(stock={"a": 1})
+    inventory.stock["a"] = 0
+    payment = PaymentService()
+    payment.charged_cents = 1
+    participants = {"inventory": Participant(inventory), "payment": Participant(payment)}
+    saga_log = log_of(record("in_progress", saga="s9"))
+    assert [(v.invariant, v.saga_id) for v in check(saga_log, participants)] == [
+        (1, "s9"),
+        (3, None),
+        (4, None),
+    ]
