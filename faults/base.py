@@ -127,14 +127,18 @@ def _show(value: object) -> str:
 def parse_params(spec: str) -> tuple[str, dict[str, str]]:
     """`drop:p=0.1,start=2` -> ("drop", {"p": "0.1", "start": "2"})."""
     name, _, rest = spec.strip().partition(":")
+    name = name.strip()
     if not name:
         raise FaultSpecError(f"empty fault spec {spec!r}")
     params: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in rest.split(","))):
         key, eq, value = item.partition("=")
-        if not eq or not key.strip():
+        key = key.strip()
+        if not eq or not key:
             raise FaultSpecError(f"fault spec {spec!r}: expected key=value, got {item!r}")
-        params[key.strip()] = value.strip()
+        if key in params:
+            raise FaultSpecError(f"fault spec {spec!r}: {key} is given twice")
+        params[key] = value.strip()
     return name, params
 
 
@@ -153,11 +157,20 @@ def build(cls: type[Fault], spec: str, params: dict[str, str]) -> Fault:
         try:
             kwargs[key] = _convert(raw, kind)
         except ValueError:
-            raise FaultSpecError(f"fault spec {spec!r}: {key}={raw!r} is not a {kind}") from None
+            raise FaultSpecError(
+                f"fault spec {spec!r}: {key}={raw!r} is not {_type_name(kind)}"
+            ) from None
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise FaultSpecError(f"fault spec {spec!r}: {exc}") from None
+
+
+def _type_name(kind: object) -> str:
+    text = str(kind)
+    if text.startswith("float"):
+        return "a number"
+    return "an integer" if text.startswith("int") else "a string"
 
 
 def _convert(raw: str, kind: object) -> object:
@@ -174,6 +187,17 @@ def probability(instance: object, attribute: attrs.Attribute[float], value: floa
         raise ValueError(f"{attribute.name} must be between 0 and 1, got {value}")
 
 
+#: The services a partition or crash can name (a typo must not make a fault that never acts).
+SERVICE_NAMES = ("inventory", "payment", "shipping")
+
+
+def known_service(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if value not in SERVICE_NAMES:
+        raise ValueError(
+            f"{attribute.name} must be one of {', '.join(SERVICE_NAMES)}, got {value!r}"
+        )
+
+
 def non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if value < 0:
         raise ValueError(f"{attribute.name} must not be negative, got {value}")
@@ -185,6 +209,10 @@ class RateFault(Fault):
 
     start: float = attrs.field(default=0.0, validator=non_negative)
     end: float = attrs.field(default=float("inf"), validator=non_negative)
+
+    def __attrs_post_init__(self) -> None:
+        if self.end <= self.start:
+            raise ValueError(f"end must be after start, got start={self.start}, end={self.end}")
 
     def active(self, now_us: int) -> bool:
         return self.start * US <= now_us < self.end * US

@@ -12,20 +12,26 @@ from typing import ClassVar
 
 import attrs
 
+from trio_saga.events import EVENT_TYPES
 from trio_saga.trace import US
 
-from .base import Commit, Decision, Fault, non_negative, probability
+from .base import Commit, Decision, Fault, known_service, non_negative, probability
+
+
+def _at_least_once(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value < 1:
+        raise ValueError(f"times must be at least 1, got {value}")
 
 
 @attrs.define(kw_only=True)
 class Crash(Fault):
     name: ClassVar[str] = "crash"
-    service: str = "payment"
+    service: str = attrs.field(default="payment", validator=known_service)
     at: float | None = None
     after: str | None = None
     downtime: float = attrs.field(default=1.0, validator=non_negative)
     p: float = attrs.field(default=1.0, validator=probability)
-    times: int = 1
+    times: int = attrs.field(default=1, validator=_at_least_once)
     _done: int = attrs.field(default=0, init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -33,9 +39,13 @@ class Crash(Fault):
             raise ValueError("give exactly one of at=SECONDS or after=EVENT_TYPE")
         if self.at is not None and (self.at < 0 or math.isinf(self.at)):
             raise ValueError(f"at must be a time in seconds, got {self.at}")
+        if self.after is not None and self.after not in EVENT_TYPES:
+            raise ValueError(
+                f"after must be an event type ({', '.join(EVENT_TYPES)}), got {self.after!r}"
+            )
 
     def timeline(self, rng: random.Random) -> Sequence[Decision]:
-        if self.at is None:
+        if self.at is None or rng.random() >= self.p:
             return ()
         key = (self.service, round(self.at * US))
         return (Decision(kind="crash_at", key=key, value=round(self.downtime * US)),)

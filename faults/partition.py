@@ -13,7 +13,7 @@ import attrs
 
 from trio_saga.trace import US
 
-from .base import Decision, Fault, non_negative
+from .base import Decision, Fault, known_service, non_negative
 
 DIRECTIONS = ("both", "in", "out")
 MODES = ("drop", "hold")
@@ -30,7 +30,7 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[object, attrs.Attribute[str],
 @attrs.define(kw_only=True)
 class Partition(Fault):
     name: ClassVar[str] = "partition"
-    service: str = "payment"
+    service: str = attrs.field(default="payment", validator=known_service)
     start: float = attrs.field(default=1.0, validator=non_negative)
     duration: float = attrs.field(default=5.0, validator=non_negative)
     direction: str = attrs.field(default="both", validator=_one_of(DIRECTIONS))

@@ -137,8 +137,38 @@ def test_parse_fault(spec: str, expected: Fault) -> None:
         ),
         ("drop:p", "fault spec 'drop:p': expected key=value, got 'p'"),
         ("drop:=3", "fault spec 'drop:=3': expected key=value, got '=3'"),
-        ("drop:p=x", "fault spec 'drop:p=x': p='x' is not a float"),
-        ("duplicate:copies=two", "fault spec 'duplicate:copies=two': copies='two' is not a int"),
+        ("drop:p=x", "fault spec 'drop:p=x': p='x' is not a number"),
+        (
+            "duplicate:copies=two",
+            "fault spec 'duplicate:copies=two': copies='two' is not an integer",
+        ),
+        ("crash:at=x", "fault spec 'crash:at=x': at='x' is not a number"),
+        ("drop:p=0.1,p=0.2", "fault spec 'drop:p=0.1,p=0.2': p is given twice"),
+        (
+            "drop:start=5,end=1",
+            "fault spec 'drop:start=5,end=1': end must be after start, got start=5.0, end=1.0",
+        ),
+        (
+            "crash:at=1,times=0",
+            "fault spec 'crash:at=1,times=0': times must be at least 1, got 0",
+        ),
+        (
+            "crash:service=paymnt,at=1",
+            "fault spec 'crash:service=paymnt,at=1': service must be one of inventory, payment,"
+            " shipping, got 'paymnt'",
+        ),
+        (
+            "partition:service=bus",
+            "fault spec 'partition:service=bus': service must be one of inventory, payment,"
+            " shipping, got 'bus'",
+        ),
+        (
+            "crash:after=PaymentCharge",
+            "fault spec 'crash:after=PaymentCharge': after must be an event type"
+            " (InventoryReserved, InventoryReservationFailed, PaymentCharged, PaymentFailed,"
+            " ShipmentCreated, ShipmentFailed, PaymentRefunded, InventoryReleased),"
+            " got 'PaymentCharge'",
+        ),
         ("drop:p=1.5", "fault spec 'drop:p=1.5': p must be between 0 and 1, got 1.5"),
         ("delay:p=-0.1", "fault spec 'delay:p=-0.1': p must be between 0 and 1, got -0.1"),
         ("drop:p=nan", "fault spec 'drop:p=nan': p must be between 0 and 1, got nan"),
@@ -511,3 +541,14 @@ def test_bad_recorded_decision(data: dict[str, object], message: str) -> None:
     with pytest.raises(FaultSpecError) as caught:
         Decision.from_json(data)
     assert str(caught.value) == message
+
+
+def test_spaces_around_the_name_and_parameters_are_ignored() -> None:
+    assert parse_fault(" drop : p = 0.2 ") == Drop(p=0.2)
+
+
+def test_a_timed_crash_happens_with_probability_p() -> None:
+    never = Crash(service="shipping", at=1.0, p=0.0)
+    always = Crash(service="shipping", at=1.0)
+    assert never.timeline(random.Random(1)) == ()
+    assert [d.kind for d in always.timeline(random.Random(1))] == ["crash_at"]
