@@ -12,7 +12,7 @@ Times are integer microseconds of virtual time, so decisions replay exactly.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, cast
 
 import attrs
@@ -300,37 +300,36 @@ class FaultInjector:
         return made
 
     def forced_failure(self, step: str, saga_id: str) -> str | None:
-        decision: Decision | None = None
-        key = self._occurrence("step", (step, saga_id))
-        if self._replay is not None:
-            found = self._replay.pop(("step", key), None)
-            decision = found[0] if found else None
-        else:
-            for fault in self.faults:
-                decision = self._rekey(fault.on_step(step, saga_id, self._rng), key)
-                if decision is not None:
-                    break
-        if decision is None:
-            return None
-        self.decisions.append(decision)
-        return str(decision.value)
+        """The reason `step` must fail for `saga_id`, or None."""
+        decision = self._first(
+            "step", (step, saga_id), lambda fault: fault.on_step(step, saga_id, self._rng)
+        )
+        return None if decision is None else str(decision.value)
 
     def crash_after_commit(self, commit: Commit) -> int | None:
         """Downtime in µs if the service crashes right after this commit."""
+        decision = self._first(
+            "commit", commit.key, lambda fault: fault.on_commit(commit, self._rng)
+        )
+        return None if decision is None else int(decision.value)
+
+    def _first(
+        self, family: str, key: Key, ask: Callable[[Fault], Decision | None]
+    ) -> Decision | None:
+        """The one decision for a question: replayed, or the first plugin that makes one."""
+        key = self._occurrence(family, key)
         decision: Decision | None = None
-        key = self._occurrence("commit", commit.key)
         if self._replay is not None:
-            found = self._replay.pop(("commit", key), None)
+            found = self._replay.pop((family, key), None)
             decision = found[0] if found else None
         else:
             for fault in self.faults:
-                decision = self._rekey(fault.on_commit(commit, self._rng), key)
+                decision = self._rekey(ask(fault), key)
                 if decision is not None:
                     break
-        if decision is None:
-            return None
-        self.decisions.append(decision)
-        return int(decision.value)
+        if decision is not None:
+            self.decisions.append(decision)
+        return decision
 
 
 #: Decision kinds made up front by `timeline` rather than in answer to a question.
