@@ -230,3 +230,8 @@ def test_scenarios_run_is_make_demo(tmp_path: Path) -> None:
     done = run_py("scenarios", "--run", scenarios=tmp_path)
     assert done.returncode == 1, done.stderr
     assert done.stdout.rstrip().endswith("scenarios  1 passed, 1 failed (wrong)")
+
+
+def test_stdio_options_before_a_command_are_a_usage_error() -> None:
+    done = run_py("--fault", "drop:p=1", "scenarios")
+    assert_usage_error(done, "--fault before the command is a stdio-mode option")

@@ -60,7 +60,9 @@ def build_parser() -> Parser:
         metavar="SPEC",
         help="stdio mode: inject a fault (repeatable)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed for the fault injector")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="stdio mode: seed for the fault injector (0)"
+    )
     parser.add_argument(
         "--drain",
         type=float,
@@ -128,6 +130,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command is None:
         return _stdio(args)
+    stdio_only = [
+        flag
+        for flag, given in (
+            ("--fault", args.fault),
+            ("--seed", args.seed is not None),
+            ("--drain", args.drain is not None),
+            ("--no-settle", args.no_settle),
+        )
+        if given
+    ]
+    if stdio_only:  # silently ignoring them would run something other than what was asked
+        raise SagaError(
+            f"{stdio_only[0]} before the command is a stdio-mode option; "
+            f"give the command's own options after '{args.command}'"
+        )
     if args.command == "scenarios":
         from .commands import list_command
 
@@ -150,13 +167,12 @@ def _stdio(args: argparse.Namespace) -> int:
 
     from faults import parse_fault
 
-    from .stdio import DEFAULT_DRAIN_S, serve, validate_faults
+    from .stdio import DEFAULT_DRAIN_S, serve
 
     faults = [parse_fault(spec) for spec in args.fault]
-    validate_faults(faults)
     drain = DEFAULT_DRAIN_S if args.drain is None else args.drain
     if not (math.isfinite(drain) and drain >= 0):
         raise SagaError(f"--drain must be a non-negative number of seconds, got {args.drain}")
     return trio.run(
-        lambda: serve(faults=faults, seed=args.seed, drain_s=drain, settle=not args.no_settle)
+        lambda: serve(faults=faults, seed=args.seed or 0, drain_s=drain, settle=not args.no_settle)
     )

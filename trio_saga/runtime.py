@@ -54,6 +54,8 @@ class Runtime:
     async def settle(self) -> None:
         """Wait until the system is quiet."""
         while not self.bus.quiet:
+            if self._quiet.is_set():  # work reached the bus without submit(): wake the driver
+                self._poke()
             await self._quiet.wait()
 
     async def run(

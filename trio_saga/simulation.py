@@ -11,11 +11,10 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import IO
+from typing import IO, TypeVar
 
 import attrs
 import trio
-import trio.testing
 
 from faults.base import Decision, Fault, FaultInjector
 from faults.forced import ForcedFailure
@@ -28,6 +27,8 @@ from .runtime import Runtime
 from .saga_log import SagaLog
 from .services import Participant, SagaService, default_services
 from .trace import US, Trace
+
+ServiceT = TypeVar("ServiceT")
 
 
 @attrs.frozen(kw_only=True)
@@ -91,6 +92,13 @@ class SimulationResult:
         if record is None:
             raise KeyError(saga_id)
         return list(record.types)
+
+    def service(self, name: str, kind: type[ServiceT]) -> ServiceT:
+        """The final state of service `name`, typed: `result.service("payment", PaymentService)`."""
+        service = self.participants[name].service
+        if not isinstance(service, kind):
+            raise TypeError(f"service {name} is a {type(service).__name__}, not a {kind.__name__}")
+        return service
 
     def trace_text(self) -> str:
         return self.trace.dump()
@@ -175,7 +183,11 @@ class Simulation:
 
 def simulate(simulation: Simulation) -> SimulationResult:
     """Run `simulation` in a fresh trio run on a MockClock that jumps ahead when idle."""
-    return trio.run(simulation.run, clock=trio.testing.MockClock(autojump_threshold=0))
+    # Imported here: trio.testing pulls in pytest when it is installed, a third of the stdio
+    # mode's start-up time, and only simulations need it.
+    from trio.testing import MockClock
+
+    return trio.run(simulation.run, clock=MockClock(autojump_threshold=0))
 
 
 def simulate_all(simulations: Iterable[Simulation]) -> list[SimulationResult]:

@@ -9,12 +9,14 @@ never write anything but one JSON object per line to stdout.
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import functools
 import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import IO, Any
 
 import attrs
@@ -36,19 +38,32 @@ NODES = (EVENT_BUS, *SERVICES)
 
 # Maelstrom error codes.
 NODE_NOT_FOUND = 1
-CRASH = 13
 NOT_SUPPORTED = 10
 TEMPORARILY_UNAVAILABLE = 11
 MALFORMED_REQUEST = 12
+CRASH = 13
 KEY_DOES_NOT_EXIST = 20
 PRECONDITION_FAILED = 22
 
-#: Which node answers which request type.
-HANDLED = {"inventory": ("reserve_inventory",), EVENT_BUS: ("saga_status",)}
+#: Which request types each hosted node answers.
+HANDLED: dict[str, frozenset[str]] = {
+    EVENT_BUS: frozenset({"init", "saga_status"}),
+    "inventory": frozenset({"init", "reserve_inventory"}),
+    "payment": frozenset({"init"}),
+    "shipping": frozenset({"init"}),
+}
+#: A Maelstrom node id (from the standard init) names this whole process, and a Maelstrom
+#: client only ever writes to node ids, so the alias answers every client request.
+ALIAS_HANDLES = frozenset({"init", "reserve_inventory", "saga_status"})
 
-#: Real-time redelivery for stdio: short, so the end-of-input drain sees retries finish.
-STDIO_BUS_CONFIG = BusConfig(ack_timeout_us=50_000, backoff_cap_us=400_000, relay_retry_us=50_000)
+#: Real-time redelivery for stdio: short, so that a lost delivery is retried many times within
+#: the end-of-input drain (a 200 ms cap gives about ten attempts in 2 s).
+STDIO_BUS_CONFIG = BusConfig(ack_timeout_us=50_000, backoff_cap_us=200_000, relay_retry_us=50_000)
+#: Bounds both the end-of-input drain and the wait for quiet after one line (a fault that never
+#: lets the system go quiet, such as drop:p=1, must not keep the process from reading on).
 DEFAULT_DRAIN_S = 2.0
+#: How much of an offending line a log message quotes.
+QUOTE = 120
 
 OUTCOME_MESSAGES = {
     "completed": "saga_completed",
@@ -66,13 +81,62 @@ class Reject(Exception):
         self.text = text
 
 
+class BadLine(Exception):
+    """A line that is not strict UTF-8 JSON. `readable` is what a lenient reading made of it
+    (None if nothing), only to find an address for the code-12 answer."""
+
+    def __init__(self, reason: str, readable: object) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.readable = readable
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _lenient(text: str) -> object:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def parse_line(raw: bytes) -> object:
+    """The JSON value of one line. JSON text is UTF-8 and has no NaN or Infinity (RFC 8259);
+    anything else raises BadLine rather than being half-understood."""
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8) :]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        readable = _lenient(raw.decode("utf-8", errors="replace"))
+        raise BadLine(f"not valid UTF-8 (byte {exc.start}: {exc.reason})", readable) from None
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise BadLine("not JSON (nested too deeply)", None) from None
+    except ValueError as exc:
+        raise BadLine(f"not JSON ({exc})", _lenient(text)) from None
+
+
+def _msg_id(body: dict[str, Any]) -> int | None:
+    """The request's msg_id if it has a well-typed one; presence decides, so 0 counts."""
+    value = body.get("msg_id")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
+
+
 @attrs.frozen(kw_only=True)
 class Message:
-    """An incoming message, validated: src, dest and a body with a string type."""
+    """An incoming message, validated: src, dest, a body with a string type, and msg_id (None
+    when the request has none, so replies carry no in_reply_to)."""
 
     src: str
     dest: str
     body: dict[str, Any]
+    msg_id: int | None = None
 
     @property
     def type(self) -> str:
@@ -91,20 +155,41 @@ class Message:
             raise MalformedRequest("field 'body' must be an object")
         if not isinstance(body.get("type"), str):
             raise MalformedRequest("field 'body.type' must be a string")
-        return cls(src=src, dest=dest, body=body)
+        msg_id = _msg_id(body)
+        if "msg_id" in body and msg_id is None:
+            raise MalformedRequest("field 'msg_id' must be an integer")
+        return cls(src=src, dest=dest, body=body, msg_id=msg_id)
 
 
-def _reply_address(data: object) -> tuple[str, str, dict[str, Any]] | None:
-    """Where to send an error for a line that is not a valid message, if anywhere."""
-    if not isinstance(data, dict) or not isinstance(data.get("src"), str) or not data["src"]:
+def _reply_address(data: object) -> tuple[str, str, int | None] | None:
+    """(our src, their dest, in_reply_to) for an error about a line that is not a valid
+    message, if a reply address can be read from it at all."""
+    if not isinstance(data, dict):
         return None
-    dest = data.get("dest")
-    body = data.get("body")
+    src, dest, body = data.get("src"), data.get("dest"), data.get("body")
+    if not isinstance(src, str) or not src:
+        return None
     return (
-        data["src"],
         dest if isinstance(dest, str) and dest else EVENT_BUS,
-        (body if isinstance(body, dict) else {}),
+        src,
+        _msg_id(body) if isinstance(body, dict) else None,
     )
+
+
+def _flag(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise MalformedRequest(f"field {name!r} must be a boolean")
+    return value
+
+
+@attrs.frozen(kw_only=True)
+class _Request:
+    """Who is waiting for the answer to a reserve_inventory the runtime is carrying."""
+
+    src: str
+    dest: str
+    msg_id: int | None
 
 
 class StdioNode:
@@ -119,13 +204,17 @@ class StdioNode:
         faults: Sequence[Fault] = (),
         seed: int = 0,
         settle: bool = True,
+        settle_limit_s: float = DEFAULT_DRAIN_S,
         config: BusConfig = STDIO_BUS_CONFIG,
     ) -> None:
         self._out = out
         self._log = log
         self._settle = settle
+        self._settle_limit_s = settle_limit_s
         self.next_msg_id = 0
+        self.lines = 0
         self.initialized = False
+        self.output_closed = False
         self.aliases: set[str] = set()
         injector = FaultInjector(faults=list(faults), seed=seed)
         self.forced: dict[str, ForcedFailure] = {}
@@ -140,8 +229,9 @@ class StdioNode:
                 injector.add(plugin)
                 self.forced[step] = plugin
         self.saga_log = SagaLog(on_end=self._saga_ended)
-        # delivery id -> (src, dest, msg_id, whether the request had a msg_id)
-        self._requests: dict[int, tuple[str, str, object, bool]] = {}
+        # saga id -> the fail_* flags of the request that started it: a retry must repeat them
+        self._flags: dict[str, frozenset[str]] = {}
+        self._requests: dict[int, _Request] = {}
         self.bus = EventBus(
             [Participant(s) for s in (services or default_services())],
             injector=injector,
@@ -151,101 +241,96 @@ class StdioNode:
             timestamp=lambda _us: int(time.time()),
             on_reply=self._reserve_answered,
         )
+        # Partitions and crashes at a time count from the start of the process; they must be
+        # on the agenda before the runtime first looks at it.
+        self.bus.schedule_faults()
         self.runtime = Runtime(self.bus, realtime=True)
 
     # -- output ----------------------------------------------------------------------------
 
     def send(
-        self,
-        src: str,
-        dest: str,
-        kind: str,
-        payload: dict[str, Any],
-        in_reply_to: object = None,
-        *,
-        replying: bool = False,
+        self, src: str, dest: str, kind: str, payload: dict[str, Any], in_reply_to: int | None
     ) -> None:
+        """Write one message; `in_reply_to` None means the request had no msg_id."""
         body: dict[str, Any] = {"type": kind}
-        if replying:
+        if in_reply_to is not None:
             body["in_reply_to"] = in_reply_to
         body.update(payload)
         body["msg_id"] = self.next_msg_id
         self.next_msg_id += 1
-        self._out.write(json.dumps({"src": src, "dest": dest, "body": body}) + "\n")
-        self._out.flush()
+        if self.output_closed:
+            return
+        try:
+            self._out.write(json.dumps({"src": src, "dest": dest, "body": body}) + "\n")
+            self._out.flush()
+        except (OSError, ValueError) as exc:  # the reader went away: nobody is listening
+            self.output_closed = True
+            self.warn(f"cannot write to stdout ({exc}); stopping")
 
     def reply(self, message: Message, kind: str, payload: dict[str, Any]) -> None:
-        self.send(
-            message.dest,
-            message.src,
-            kind,
-            payload,
-            message.body.get("msg_id"),
-            replying="msg_id" in message.body,
-        )
+        self.send(message.dest, message.src, kind, payload, message.msg_id)
 
-    def error(self, src: str, dest: str, body: dict[str, Any], code: int, text: str) -> None:
-        self.send(
-            src,
-            dest,
-            "error",
-            {"code": code, "text": text},
-            body.get("msg_id"),
-            replying="msg_id" in body,
-        )
+    def error(self, message: Message, code: int, text: str) -> None:
+        self.reply(message, "error", {"code": code, "text": text})
 
     def warn(self, text: str) -> None:
-        print(f"trio-saga: {text}", file=self._log, flush=True)
+        with contextlib.suppress(OSError, ValueError):  # logging must never stop the node
+            print(f"trio-saga: {text}", file=self._log, flush=True)
 
     # -- input -----------------------------------------------------------------------------
 
-    async def handle_line(self, line: str) -> None:
+    async def handle_line(self, raw: bytes) -> None:
         """Process one input line until the system is quiet; never raises on bad input."""
-        if not line.strip():
+        self.lines += 1
+        if not raw.strip():
             return
         try:
-            data = json.loads(line)
-        except ValueError:
-            self.warn(f"ignoring a line that is not JSON: {line[:120]!r}")
+            data = parse_line(raw)
+        except BadLine as exc:
+            self._bad_line(raw, exc.reason, exc.readable)
             return
         try:
             message = Message.from_json(data)
         except MalformedRequest as exc:
-            address = _reply_address(data)
-            self.warn(f"ignoring a line that is not a message ({exc}): {line[:120]!r}")
-            if address is not None:
-                src, dest, body = address
-                self.error(dest, src, body, MALFORMED_REQUEST, str(exc))
+            self._bad_line(raw, f"not a message: {exc}", data)
             return
         try:
             await self.dispatch(message)
         except Reject as exc:
-            self.reply(message, "error", {"code": exc.code, "text": exc.text})
+            self.error(message, exc.code, exc.text)
         except MalformedRequest as exc:
-            self.reply(message, "error", {"code": MALFORMED_REQUEST, "text": str(exc)})
+            self.error(message, MALFORMED_REQUEST, str(exc))
         except Exception as exc:  # a bug must not take the node down with the client's work
-            self.warn(f"internal error on {message.type}: {exc!r}")
-            self.reply(message, "error", {"code": CRASH, "text": f"internal error: {exc}"})
+            self.warn(f"line {self.lines}: internal error on {message.type}: {exc!r}")
+            self.error(message, CRASH, f"internal error: {exc}")
+
+    def _bad_line(self, raw: bytes, reason: str, readable: object) -> None:
+        address = _reply_address(readable)
+        answered = " (answered with code 12)" if address is not None else ""
+        self.warn(f"line {self.lines}: ignoring it, {reason}{answered}: {raw[:QUOTE]!r}")
+        if address is not None:
+            src, dest, in_reply_to = address
+            self.send(src, dest, "error", {"code": MALFORMED_REQUEST, "text": reason}, in_reply_to)
 
     async def dispatch(self, message: Message) -> None:
-        kind = message.type
+        kind, dest = message.type, message.dest
         if kind == "init":
             self.init(message)
             return
         if not self.initialized:
             raise Reject(TEMPORARILY_UNAVAILABLE, "not initialized yet: send init first")
-        node = EVENT_BUS if message.dest in self.aliases else message.dest
-        if node not in NODES:
-            raise Reject(
-                NODE_NOT_FOUND,
-                f"node {message.dest} does not exist; this process hosts {', '.join(NODES)}",
-            )
-        if kind not in HANDLED.get(node, ()):
-            raise Reject(NOT_SUPPORTED, f"{node} does not support message type {kind!r}")
+        handles = ALIAS_HANDLES if dest in self.aliases else HANDLED.get(dest)
+        if handles is None:
+            raise Reject(NODE_NOT_FOUND, self._no_such_node(dest))
+        if kind not in handles:
+            raise Reject(NOT_SUPPORTED, f"{dest} does not support message type {kind!r}")
         if kind == "reserve_inventory":
             await self.reserve_inventory(message)
         else:
             self.saga_status(message)
+
+    def _no_such_node(self, dest: str) -> str:
+        return f"node {dest} does not exist; this process hosts {', '.join(NODES)}"
 
     def init(self, message: Message) -> None:
         body = message.body
@@ -259,39 +344,51 @@ class StdioNode:
                     f"unknown service {unknown[0]!r}; this process hosts {', '.join(SERVICES)}"
                 )
         node_id = body.get("node_id")
-        if node_id is not None:
-            if not isinstance(node_id, str) or not node_id:
-                raise MalformedRequest("field 'node_id' must be a non-empty string")
-            node_ids = body.get("node_ids", [])
-            if not isinstance(node_ids, list) or not all(isinstance(n, str) for n in node_ids):
-                raise MalformedRequest("field 'node_ids' must be a list of strings")
-            if node_id not in NODES:
-                self.aliases.add(node_id)  # the standard Maelstrom form names the bus
+        if node_id is not None and (not isinstance(node_id, str) or not node_id):
+            raise MalformedRequest("field 'node_id' must be a non-empty string")
+        node_ids = body.get("node_ids")
+        if node_ids is not None and (
+            not isinstance(node_ids, list) or not all(isinstance(n, str) for n in node_ids)
+        ):
+            raise MalformedRequest("field 'node_ids' must be a list of strings")
+        dest = message.dest
+        if dest not in HANDLED and dest not in self.aliases and dest != node_id:
+            raise Reject(NODE_NOT_FOUND, self._no_such_node(dest))
+        if node_id is not None and node_id not in HANDLED:
+            self.aliases.add(node_id)
+        # A repeated init is answered and changes nothing else: sagas, stock and the msg_id
+        # counter carry on.
         self.initialized = True
         self.reply(message, "init_ok", {})
 
     async def reserve_inventory(self, message: Message) -> None:
         body = message.body
         command = ReserveInventory.from_json(body, client=message.src)
-        flags = []
-        for step in STEPS:
-            value = body.get(f"fail_{step}", False)
-            if not isinstance(value, bool):
-                raise MalformedRequest(f"field 'fail_{step}' must be a boolean")
-            if value:
-                flags.append(step)
-        if self.saga_log.get(command.saga_id) is None:
-            for step in flags:  # a retry must not change how a running saga goes
-                self.forced[step].force(command.saga_id)
+        flags = frozenset(step for step in STEPS if _flag(body, f"fail_{step}"))
+        saga_id = command.saga_id
+        known = self._flags.get(saga_id)
+        if known is None:
+            self._flags[saga_id] = flags
+            for step in sorted(flags):
+                self.forced[step].force(saga_id)
+        elif known != flags:
+            # A retry repeats its request; other flags would ask for another saga.
+            raise Reject(
+                PRECONDITION_FAILED,
+                f"saga {saga_id} was already started with other fail_* flags",
+            )
         delivery_id = self.runtime.submit(command)
-        self._requests[delivery_id] = (
-            message.src,
-            message.dest,
-            body.get("msg_id"),
-            "msg_id" in body,
+        self._requests[delivery_id] = _Request(
+            src=message.src, dest=message.dest, msg_id=message.msg_id
         )
         if self._settle:
-            await self.runtime.settle()
+            with trio.move_on_after(self._settle_limit_s) as scope:
+                await self.runtime.settle()
+            if scope.cancelled_caught:
+                self.warn(
+                    f"line {self.lines}: not quiet after {self._settle_limit_s:g}s;"
+                    " reading on while sagas are in flight"
+                )
 
     def saga_status(self, message: Message) -> None:
         saga_id = message.body.get("saga_id")
@@ -299,11 +396,14 @@ class StdioNode:
             raise MalformedRequest("field 'saga_id' must be a non-empty string")
         record = self.saga_log.get(saga_id)
         if record is None:
-            raise Reject(KEY_DOES_NOT_EXIST, f"saga {saga_id} does not exist")
+            if saga_id not in self._flags:
+                raise Reject(KEY_DOES_NOT_EXIST, f"saga {saga_id} does not exist")
+            # accepted, but the bus has not carried the request to inventory yet (--no-settle)
+            status, events = "in_progress", []
+        else:
+            status, events = record.status, list(record.types)
         self.reply(
-            message,
-            "saga_status_ok",
-            {"saga_id": saga_id, "status": record.status, "events": list(record.types)},
+            message, "saga_status_ok", {"saga_id": saga_id, "status": status, "events": events}
         )
 
     # -- from the runtime ------------------------------------------------------------------
@@ -314,25 +414,13 @@ class StdioNode:
         request = self._requests.pop(delivery.delivery_id, None)
         if request is None:
             return
-        src, dest, msg_id, replying = request
+        payload: dict[str, Any]
         if isinstance(answer, ReservationAccepted):
-            self.send(
-                dest,
-                src,
-                "reserve_inventory_ok",
-                {"saga_id": answer.saga_id, "reservation_id": answer.reservation_id},
-                msg_id,
-                replying=replying,
-            )
+            kind = "reserve_inventory_ok"
+            payload = {"saga_id": answer.saga_id, "reservation_id": answer.reservation_id}
         else:
-            self.send(
-                dest,
-                src,
-                "error",
-                {"code": answer.code, "text": answer.text},
-                msg_id,
-                replying=replying,
-            )
+            kind, payload = "error", {"code": answer.code, "text": answer.text}
+        self.send(request.dest, request.src, kind, payload, request.msg_id)
 
     def _saga_ended(self, record: SagaRecord) -> None:
         if not record.client:
@@ -340,23 +428,45 @@ class StdioNode:
         payload: dict[str, Any] = {"saga_id": record.saga_id}
         if record.reason is not None and record.status != "completed":
             payload["reason"] = record.reason
-        self.send(EVENT_BUS, record.client, OUTCOME_MESSAGES[record.status], payload)
+        self.send(EVENT_BUS, record.client, OUTCOME_MESSAGES[record.status], payload, None)
+
+    def summary(self) -> str:
+        counts = self.saga_log.counts()
+        shown = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in counts.items())
+        return f"{self.lines} line(s), {len(self.saga_log)} saga(s): {shown}"
 
 
-async def _lines(fd: int) -> AsyncIterator[str]:
-    """Lines from `fd`, read in large chunks on a worker thread (no O_NONBLOCK games with a
-    descriptor the parent shares); the last line may lack its newline."""
-    pending = b""
+async def _lines(fd: int, on_error: Callable[[str], None]) -> AsyncGenerator[bytes, None]:
+    """Lines from `fd` without their newline, read in large chunks on a worker thread (no
+    O_NONBLOCK games with a descriptor the parent shares); the last line may lack its newline.
+    A read error ends the input like end of file."""
+    pending = bytearray()
     while True:
-        chunk = await trio.to_thread.run_sync(os.read, fd, 1 << 16, abandon_on_cancel=True)
+        try:
+            chunk = await trio.to_thread.run_sync(os.read, fd, 1 << 16, abandon_on_cancel=True)
+        except OSError as exc:
+            on_error(f"cannot read stdin ({exc}); treating it as end of input")
+            break
         if not chunk:
             break
-        pending += chunk
-        *complete, pending = pending.split(b"\n")
-        for raw in complete:
-            yield raw.decode("utf-8", errors="replace")
+        start = 0
+        while (end := chunk.find(b"\n", start)) != -1:
+            pending += chunk[start:end]
+            yield bytes(pending)
+            pending.clear()
+            start = end + 1
+        pending += chunk[start:]
     if pending:
-        yield pending.decode("utf-8", errors="replace")
+        yield bytes(pending)
+
+
+def _silence_stdout() -> None:
+    """After the reader closed stdout, point fd 1 at /dev/null so that the interpreter's last
+    flush does not fail (which would print a traceback and exit 120)."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 async def serve(
@@ -378,18 +488,26 @@ async def serve(
         faults=faults,
         seed=seed,
         settle=settle,
+        settle_limit_s=drain_s,
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(functools.partial(node.runtime.run, serve=True))
-        async for line in _lines(stdin_fd):
-            await node.handle_line(line)
-        with trio.move_on_after(drain_s):
-            await node.runtime.settle()
+        async with contextlib.aclosing(_lines(stdin_fd, node.warn)) as lines:
+            async for line in lines:
+                await node.handle_line(line)
+                if node.output_closed:
+                    break
+        if not node.output_closed:
+            with trio.move_on_after(drain_s):
+                await node.runtime.settle()
         open_sagas = [r.saga_id for r in node.saga_log if not r.done]
         if open_sagas:
             node.warn(
                 f"{len(open_sagas)} saga(s) still in progress after the {drain_s:g}s drain:"
                 f" {', '.join(open_sagas[:10])}"
             )
+        node.warn(node.summary())
         nursery.cancel_scope.cancel()
+    if node.output_closed and out is None:
+        _silence_stdout()
     return 0
