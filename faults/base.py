@@ -237,6 +237,12 @@ class FaultInjector:
     _replay: dict[tuple[str, Key], list[Decision]] | None = attrs.field(default=None, init=False)
     _replay_timeline: list[Decision] = attrs.field(factory=list, init=False)
     _asked: dict[tuple[str, Key], int] = attrs.field(factory=dict, init=False)
+    # The plugins that answer each family of question ("net", "step", "commit"), rebuilt when
+    # `faults` has grown: a question no plugin answers (a run without faults asks about every
+    # step; the stdio node always carries the three forced-failure plugins, which answer no
+    # transmission) then costs one lookup, makes no Transmission and remembers nothing.
+    _answering: dict[str, list[Fault]] = attrs.field(factory=dict, init=False)
+    _indexed: int = attrs.field(default=-1, init=False)
 
     def __attrs_post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -260,6 +266,20 @@ class FaultInjector:
 
     def add(self, fault: Fault) -> None:
         self.faults.append(fault)
+
+    def _plugins(self, family: str) -> list[Fault]:
+        if self._indexed != len(self.faults):
+            self._answering = {
+                "net": [f for f in self.faults if type(f).on_transmit is not Fault.on_transmit],
+                "step": [f for f in self.faults if type(f).on_step is not Fault.on_step],
+                "commit": [f for f in self.faults if type(f).on_commit is not Fault.on_commit],
+            }
+            self._indexed = len(self.faults)
+        return self._answering[family]
+
+    def asks(self, family: str) -> bool:
+        """Whether a question of `family` ("net", "step", "commit") can be answered at all."""
+        return self._replay is not None or bool(self._plugins(family))
 
     def find(self, cls: type[Fault]) -> list[Fault]:
         return [f for f in self.faults if isinstance(f, cls)]
@@ -286,13 +306,15 @@ class FaultInjector:
         return attrs.evolve(decision, key=key)
 
     def transmit(self, t: Transmission) -> Sequence[Decision]:
+        if not self.asks("net"):
+            return ()
         key = self._occurrence("net", t.key)
         if self._replay is not None:
             made: Sequence[Decision] = self._replay.pop(("net", key), ())
         else:
             made = [
                 attrs.evolve(d, key=key) if key != t.key else d
-                for fault in self.faults
+                for fault in self._plugins("net")
                 for d in fault.on_transmit(t, self._rng)
             ]
         if made:
@@ -317,13 +339,15 @@ class FaultInjector:
         self, family: str, key: Key, ask: Callable[[Fault], Decision | None]
     ) -> Decision | None:
         """The one decision for a question: replayed, or the first plugin that makes one."""
+        if not self.asks(family):
+            return None
         key = self._occurrence(family, key)
         decision: Decision | None = None
         if self._replay is not None:
             found = self._replay.pop((family, key), None)
             decision = found[0] if found else None
         else:
-            for fault in self.faults:
+            for fault in self._plugins(family):
                 decision = self._rekey(ask(fault), key)
                 if decision is not None:
                     break

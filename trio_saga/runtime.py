@@ -10,6 +10,8 @@ as fast as the CPU; with the real clock the same code serves the stdio mode.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import trio
 
 from .bus import Batch, EventBus, serve_batch
@@ -25,9 +27,18 @@ class Runtime:
     waits for more work (`submit`) until cancelled.
     """
 
-    def __init__(self, bus: EventBus, *, realtime: bool = False) -> None:
+    def __init__(
+        self,
+        bus: EventBus,
+        *,
+        realtime: bool = False,
+        on_idle: Callable[[], None] | None = None,
+    ) -> None:
         self.bus = bus
         self.realtime = realtime
+        #: Called whenever the driver is about to wait: nothing more is due now (the stdio
+        #: node flushes its output there, once per burst rather than once per message).
+        self.on_idle = on_idle
         self._inboxes: dict[str, trio.MemorySendChannel[Batch]] = {}
         self._scopes: dict[str, trio.CancelScope] = {}
         self._dead: set[str] = set()
@@ -142,12 +153,16 @@ class Runtime:
                 self._quiet.set()
                 if not serve:
                     return
+                if self.on_idle is not None:
+                    self.on_idle()
                 self._wakeup = trio.Event()
                 await self._wakeup.wait()
                 continue
             if max_time_us is not None and due > max_time_us:
                 return
             if due > bus.now:
+                if self.on_idle is not None:
+                    self.on_idle()
                 await self._sleep_until(due)
 
     async def _sleep_until(self, due_us: int) -> None:

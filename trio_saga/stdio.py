@@ -58,7 +58,12 @@ ALIAS_HANDLES = frozenset({"init", "reserve_inventory", "saga_status"})
 
 #: Real-time redelivery for stdio: short, so that a lost delivery is retried many times within
 #: the end-of-input drain (a 200 ms cap gives about ten attempts in 2 s).
-STDIO_BUS_CONFIG = BusConfig(ack_timeout_us=50_000, backoff_cap_us=200_000, relay_retry_us=50_000)
+STDIO_BUS_CONFIG = BusConfig(
+    ack_timeout_us=50_000,
+    backoff_cap_us=200_000,
+    relay_retry_us=50_000,
+    checks_wait_for_batches=True,
+)
 #: Bounds both the end-of-input drain and the wait for quiet after one line (a fault that never
 #: lets the system go quiet, such as drop:p=1, must not keep the process from reading on).
 DEFAULT_DRAIN_S = 2.0
@@ -212,22 +217,21 @@ class StdioNode:
         self._settle = settle
         self._settle_limit_s = settle_limit_s
         self.next_msg_id = 0
+        self._unflushed = False
         self.lines = 0
         self.initialized = False
         self.output_closed = False
         self.aliases: set[str] = set()
         injector = FaultInjector(faults=list(faults), seed=seed)
+        # The forced-failure plugin of a step is added when a request first asks for it: until
+        # then no step question has an answer and costs nothing (a seventh of the CPU of a
+        # load without fail_* flags went to asking three idle plugins).
         self.forced: dict[str, ForcedFailure] = {}
         for step in STEPS:
             found = [f for f in injector.faults if isinstance(f, FAULTS[f"fail_{step}"])]
             if found:
                 assert isinstance(found[0], ForcedFailure)
                 self.forced[step] = found[0]
-            else:
-                plugin = FAULTS[f"fail_{step}"]()
-                assert isinstance(plugin, ForcedFailure)
-                injector.add(plugin)
-                self.forced[step] = plugin
         self.saga_log = SagaLog(on_end=self._saga_ended)
         # saga id -> the fail_* flags of the request that started it: a retry must repeat them
         self._flags: dict[str, frozenset[str]] = {}
@@ -244,7 +248,16 @@ class StdioNode:
         # Partitions and crashes at a time count from the start of the process; they must be
         # on the agenda before the runtime first looks at it.
         self.bus.schedule_faults()
-        self.runtime = Runtime(self.bus, realtime=True)
+        self.runtime = Runtime(self.bus, realtime=True, on_idle=self.flush)
+
+    def _forced(self, step: str) -> ForcedFailure:
+        plugin = self.forced.get(step)
+        if plugin is None:
+            made = FAULTS[f"fail_{step}"]()
+            assert isinstance(made, ForcedFailure)
+            self.bus.injector.add(made)
+            plugin = self.forced[step] = made
+        return plugin
 
     # -- output ----------------------------------------------------------------------------
 
@@ -262,8 +275,21 @@ class StdioNode:
             return
         try:
             self._out.write(json.dumps({"src": src, "dest": dest, "body": body}) + "\n")
-            self._out.flush()
         except (OSError, ValueError) as exc:  # the reader went away: nobody is listening
+            self.output_closed = True
+            self.warn(f"cannot write to stdout ({exc}); stopping")
+            return
+        self._unflushed = True
+
+    def flush(self) -> None:
+        """Push out what `send` wrote: when a request has been answered and whenever the
+        runtime goes idle, so a burst of messages costs one write, not one per message."""
+        if not self._unflushed or self.output_closed:
+            return
+        self._unflushed = False
+        try:
+            self._out.flush()
+        except (OSError, ValueError) as exc:
             self.output_closed = True
             self.warn(f"cannot write to stdout ({exc}); stopping")
 
@@ -370,7 +396,7 @@ class StdioNode:
         if known is None:
             self._flags[saga_id] = flags
             for step in sorted(flags):
-                self.forced[step].force(saga_id)
+                self._forced(step).force(saga_id)
         elif known != flags:
             # A retry repeats its request; other flags would ask for another saga.
             raise Reject(
@@ -495,11 +521,13 @@ async def serve(
         async with contextlib.aclosing(_lines(stdin_fd, node.warn)) as lines:
             async for line in lines:
                 await node.handle_line(line)
+                node.flush()  # a request answered on the spot (init, status, an error)
                 if node.output_closed:
                     break
         if not node.output_closed:
             with trio.move_on_after(drain_s):
                 await node.runtime.settle()
+        node.flush()
         open_sagas = [r.saga_id for r in node.saga_log if not r.done]
         if open_sagas:
             node.warn(
