@@ -243,9 +243,13 @@ class FaultInjector:
     # transmission) then costs one lookup, makes no Transmission and remembers nothing.
     _answering: dict[str, list[Fault]] = attrs.field(factory=dict, init=False)
     _indexed: int = attrs.field(default=-1, init=False)
+    #: family -> whether `asks(family)`, kept current by `add` and `replaying` for the bus's
+    #: hot path (a dict lookup where a method call showed in profiles). Add faults with `add`.
+    answers: dict[str, bool] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         self._rng = random.Random(self.seed)
+        self._plugins("net")
 
     @classmethod
     def replaying(cls, decisions: Iterable[Decision]) -> FaultInjector:
@@ -257,6 +261,8 @@ class FaultInjector:
             else:
                 index.setdefault((_family(decision.kind), decision.key), []).append(decision)
         injector._replay = index
+        injector._indexed = -1
+        injector._plugins("net")
         return injector
 
     @property
@@ -266,6 +272,7 @@ class FaultInjector:
 
     def add(self, fault: Fault) -> None:
         self.faults.append(fault)
+        self._plugins("net")  # re-index now, so `answers` is current for the hot path
 
     def _plugins(self, family: str) -> list[Fault]:
         if self._indexed != len(self.faults):
@@ -274,6 +281,9 @@ class FaultInjector:
                 "step": [f for f in self.faults if type(f).on_step is not Fault.on_step],
                 "commit": [f for f in self.faults if type(f).on_commit is not Fault.on_commit],
             }
+            replaying = self._replay is not None
+            for family_, plugins in self._answering.items():
+                self.answers[family_] = replaying or bool(plugins)
             self._indexed = len(self.faults)
         return self._answering[family]
 

@@ -394,7 +394,7 @@ class EventBus:
         what = delivery.what
         self._arm_check(self._backoff(delivery.attempt), delivery.delivery_id, delivery.attempt)
         decisions: Sequence[Decision] = ()
-        if self.injector.asks("net"):
+        if self.injector.answers["net"]:
             decisions = self.injector.transmit(
                 Transmission(
                     source=delivery.source,
@@ -587,7 +587,7 @@ def serve_batch(participant: Participant, batch: Batch, bus: EventBus) -> bool:
                 payload.event_id,
                 " ".join(e.type for e in produced),
             )
-        if produced and bus.injector.asks("commit"):
+        if produced and bus.injector.answers["commit"]:
             downtime = bus.injector.crash_after_commit(
                 Commit(
                     service=name,
