@@ -682,8 +682,12 @@ def run(sizes: Sizes, sections: Sequence[str]) -> Report:
         figures["bytes_per_saga_burst_retained"] = burst["retained"]
 
     def stdio_figures() -> None:
-        figures["stdio_sagas_per_s"] = stdio_rate(sizes.stdio_sagas, settle=False)
-        figures["stdio_sagas_per_s_settle"] = stdio_rate(sizes.stdio_sagas, settle=True)
+        # Best of the repeats, like the in-process rate it is divided by: one run of a
+        # second or less moved by 0.57-0.79 between two runs on this shared machine.
+        for key, settle in (("stdio_sagas_per_s", False), ("stdio_sagas_per_s_settle", True)):
+            figures[key] = max(
+                stdio_rate(sizes.stdio_sagas, settle=settle) for _ in range(sizes.repeats)
+            )
 
     def explore_figures() -> None:
         figures["explore_runs_per_s_jobs1"] = explore_rate(sizes.explore_seeds, 1)
