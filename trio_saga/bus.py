@@ -61,12 +61,15 @@ class Delivery:
     payload: Payload
     attempt: int = 1
     replied: bool = False
-    #: The event type or command name, for the trace and fault keys (computed once: hot path).
+    #: The event type or command name, for the trace and fault keys, and the delivery id as
+    #: the trace shows it: computed once, as every trace line of the delivery shares them.
     what: str = attrs.field(init=False)
+    ref: str = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         payload = self.payload
         self.what = CLIENT_COMMAND if isinstance(payload, ReserveInventory) else payload.type
+        self.ref = str(self.delivery_id)
 
 
 # Agenda entry kinds. Everything but CHECK is work that keeps the system from being quiet.
@@ -101,6 +104,14 @@ class _Cut:
             and self.direction in ("both", direction)
             and self.start_us <= now_us < self.end_us
         )
+
+
+_ATTEMPTS = [f"attempt {n}" for n in range(1, 17)]
+
+
+def _attempt_info(attempt: int) -> str:
+    """The trace's "attempt N", shared rather than formatted for every delivery."""
+    return _ATTEMPTS[attempt - 1] if attempt <= len(_ATTEMPTS) else f"attempt {attempt}"
 
 
 def _sim_timestamp(now_us: int) -> int:
@@ -276,7 +287,7 @@ class EventBus:
                     obj.source,
                     obj.payload.saga_id,
                     CLIENT_COMMAND,
-                    str(obj.delivery_id),
+                    obj.ref,
                 )
                 self.saga_log.started(obj.payload.saga_id, obj.source, seq)
                 self.pending[obj.delivery_id] = obj
@@ -309,7 +320,7 @@ class EventBus:
         payload = delivery.payload
         cut = self._cut(delivery.dest, "in") if self._cuts else None
         if cut is not None:  # a partition also catches what was already in flight
-            ref = str(delivery.delivery_id)
+            ref = delivery.ref
             if cut.mode == "drop":
                 self._count("partition_drop")
                 self.trace.add(
@@ -340,7 +351,7 @@ class EventBus:
                 delivery.dest,
                 payload.saga_id,
                 delivery.what,
-                str(delivery.delivery_id),
+                delivery.ref,
                 "service down",
             )
             return
@@ -350,8 +361,8 @@ class EventBus:
             delivery.dest,
             payload.saga_id,
             delivery.what,
-            str(delivery.delivery_id),
-            f"attempt {delivery.attempt}",
+            delivery.ref,
+            _attempt_info(delivery.attempt),
         )
         self._batches.setdefault(delivery.dest, []).append(delivery)
 
@@ -366,8 +377,8 @@ class EventBus:
             delivery.dest,
             delivery.payload.saga_id,
             delivery.what,
-            str(delivery_id),
-            f"attempt {delivery.attempt}",
+            delivery.ref,
+            _attempt_info(delivery.attempt),
         )
         self._transmit(delivery)
 
@@ -390,7 +401,7 @@ class EventBus:
         """Send one attempt of `delivery` through the faults, and arm its redelivery."""
         now = self.now
         saga_id = delivery.payload.saga_id
-        ref = str(delivery.delivery_id)
+        ref = delivery.ref
         what = delivery.what
         self._arm_check(self._backoff(delivery.attempt), delivery.delivery_id, delivery.attempt)
         decisions: Sequence[Decision] = ()
@@ -482,7 +493,7 @@ class EventBus:
                 delivery.dest,
                 delivery.payload.saga_id,
                 "ack",
-                str(delivery.delivery_id),
+                delivery.ref,
                 "partitioned",
             )
             if cut.mode == "hold":
@@ -499,7 +510,7 @@ class EventBus:
                 delivery.dest,
                 delivery.payload.saga_id,
                 delivery.what,
-                str(delivery_id),
+                delivery.ref,
             )
 
     def reply(self, delivery: Delivery, reply: Reply) -> None:
@@ -516,7 +527,7 @@ class EventBus:
             delivery.source,
             reply.saga_id,
             "reserve_inventory_ok" if ok else "error",
-            str(delivery.delivery_id),
+            delivery.ref,
             info,
         )
         if self.on_reply is not None:
@@ -612,7 +623,7 @@ def serve_batch(participant: Participant, batch: Batch, bus: EventBus) -> bool:
                             name,
                             lost.payload.saga_id,
                             lost.what,
-                            str(lost.delivery_id),
+                            lost.ref,
                             "crashed",
                         )
                 return False
