@@ -5,19 +5,17 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support import REPO, assert_usage_error
+from support import run_py as run_command
 
 from trio_saga.commands import list_command
 from trio_saga.errors import ScenarioError
 from trio_saga.scenario import scenario_names
-
-REPO = Path(__file__).resolve().parent.parent
 
 GOOD = """\
 description = "Three sagas, all complete."
@@ -37,27 +35,8 @@ failed = 3
 
 
 def run_py(*args: str, scenarios: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "TRIO_SAGA_SCENARIOS"}
-    if scenarios is not None:
-        env["TRIO_SAGA_SCENARIOS"] = str(scenarios)
-    return subprocess.run(
-        [sys.executable, "run.py", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def assert_usage_error(done: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert done.returncode == 2, done.stderr
-    assert done.stdout == ""
-    assert len(done.stderr.splitlines()) == 1, done.stderr
-    assert "Traceback" not in done.stderr
-    for fragment in fragments:
-        assert fragment in done.stderr
+    """run.py with the named scenarios of the repository, or of `scenarios`."""
+    return run_command(*args, env={"TRIO_SAGA_SCENARIOS": str(scenarios) if scenarios else None})
 
 
 @pytest.fixture(scope="module")

@@ -5,32 +5,22 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
+
+from support import run_py
 
 from trio_saga.commands import run_scenario
 from trio_saga.diagram import mermaid
 from trio_saga.scenario import Scenario
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 def run_chaos(out: Path, seed: int, hashseed: str) -> tuple[bytes, bytes, str]:
-    env = {k: v for k, v in os.environ.items() if k != "TRIO_SAGA_SCENARIOS"}
-    env["PYTHONHASHSEED"] = hashseed
     trace, diagram = out / "trace.jsonl", out / "diagram.mmd"
     out.mkdir()
-    done = subprocess.run(
-        [sys.executable, "run.py", "scenario", "chaos", "--seed", str(seed)]
-        + ["--trace", str(trace), "--diagram", str(diagram), "--saga", "saga-3"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    done = run_py(
+        *("scenario", "chaos", "--seed", str(seed), "--trace", str(trace)),
+        *("--diagram", str(diagram), "--saga", "saga-3"),
+        env={"TRIO_SAGA_SCENARIOS": None, "PYTHONHASHSEED": hashseed},
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return trace.read_bytes(), diagram.read_bytes(), done.stdout

@@ -17,6 +17,8 @@ from pathlib import Path
 import attrs
 import planted_bugs
 import pytest
+from support import assert_usage_error
+from support import run_py as run_command
 
 from trio_saga.errors import SagaError
 from trio_saga.explore import (
@@ -45,27 +47,15 @@ def test_scenarios(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def run_py(*args: str, pythonpath: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, TRIO_SAGA_SCENARIOS=str(TEST_SCENARIOS))
-    env.pop("PYTHONPATH", None)
-    if pythonpath is not None:
-        env["PYTHONPATH"] = str(pythonpath)
-    return subprocess.run(
-        [sys.executable, "run.py", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
+    """run.py with the test scenarios, and `pythonpath` (for replays of planted bugs)."""
+    return run_command(
+        *args,
+        env={
+            "TRIO_SAGA_SCENARIOS": str(TEST_SCENARIOS),
+            "PYTHONPATH": None if pythonpath is None else str(pythonpath),
+        },
         timeout=300,
-        check=False,
     )
-
-
-def assert_usage_error(done: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert len(done.stderr.splitlines()) == 1, done.stderr
-    assert "Traceback" not in done.stderr
-    for fragment in fragments:
-        assert fragment in done.stderr
 
 
 # -- swarm mixes -------------------------------------------------------------------------------
