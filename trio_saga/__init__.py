@@ -6,7 +6,7 @@ The public API is re-exported here; see the README for the three ways to use it.
 
 from __future__ import annotations
 
-from .bus import BusConfig, Delivery, EventBus
+from .bus import Broker, BusConfig, Delivery, EventBus
 from .errors import FaultSpecError, MalformedRequest, SagaError, ScenarioError
 from .events import (
     EVENT_TYPES,
@@ -41,6 +41,7 @@ from .trace import Record, Trace
 __all__ = [
     "EVENT_TYPES",
     "INVARIANTS",
+    "Broker",
     "BusConfig",
     "Delivery",
     "Event",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import Final, Protocol
 
 import attrs
 
@@ -116,6 +116,36 @@ def _attempt_info(attempt: int) -> str:
 
 def _sim_timestamp(now_us: int) -> int:
     return now_us // US
+
+
+class Broker(Protocol):
+    """What a service's step (`serve_batch`) needs from the message bus: the interface a real
+    broker, with one process per service, would implement. `EventBus` is the in-process one,
+    with a simulated network between the services."""
+
+    def context(self) -> StepContext:
+        """The time and the forced failures for a step taken now."""
+        ...
+
+    def publish(self, participant: Participant) -> None:
+        """Accept what the participant's outbox holds (or leave it there to retry)."""
+        ...
+
+    def ack(self, delivery: Delivery) -> None: ...
+
+    def reply(self, delivery: Delivery, reply: Reply) -> None: ...
+
+    def handled(self, service: str, event: Event, produced: Sequence[Event] | None) -> None:
+        """Note that `service` committed `event` (None: it was a duplicate)."""
+        ...
+
+    def crash_after_commit(self, service: str, saga_id: str, produced: Sequence[Event]) -> bool:
+        """Whether `service` crashes now, after committing and before publishing."""
+        ...
+
+    def lost(self, service: str, deliveries: Sequence[Delivery]) -> None:
+        """Deliveries a crash took with it (they will be redelivered)."""
+        ...
 
 
 class EventBus:
@@ -533,6 +563,52 @@ class EventBus:
         if self.on_reply is not None:
             self.on_reply(delivery, reply)
 
+    def handled(self, service: str, event: Event, produced: Sequence[Event] | None) -> None:
+        if produced is None:
+            self.trace.add(
+                self.now, "ignore", service, event.saga_id, event.type, event.event_id, "duplicate"
+            )
+        else:
+            self.trace.add(
+                self.now,
+                "handle",
+                service,
+                event.saga_id,
+                event.type,
+                event.event_id,
+                " ".join(e.type for e in produced),
+            )
+
+    def crash_after_commit(self, service: str, saga_id: str, produced: Sequence[Event]) -> bool:
+        if not self.injector.answers["commit"]:
+            return False
+        commit = Commit(
+            service=service, saga_id=saga_id, produced=tuple(e.type for e in produced), now=self.now
+        )
+        downtime = self.injector.crash_after_commit(commit)
+        if downtime is None:
+            return False
+        self._count("crash_after_commit")
+        self.crash(
+            service,
+            downtime,
+            f"after committing {produced[0].type}, before publishing",
+            saga=saga_id,
+        )
+        return True
+
+    def lost(self, service: str, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            self.trace.add(
+                self.now,
+                "lost",
+                service,
+                delivery.payload.saga_id,
+                delivery.what,
+                delivery.ref,
+                "crashed",
+            )
+
     # -- crashes ---------------------------------------------------------------------------
 
     def crash(self, service: str, downtime_us: int, info: str = "", saga: str = "") -> None:
@@ -557,13 +633,12 @@ class EventBus:
         return crashes
 
 
-def serve_batch(participant: Participant, batch: Batch, bus: EventBus) -> bool:
+def serve_batch(participant: Participant, batch: Batch, bus: Broker) -> bool:
     """One service's step over a batch: commit each message, maybe crash, publish, ack.
 
     Returns False if the service crashed part-way: what is left of the batch is lost with its
     volatile state, and the bus redelivers it. Called by the service's own trio task.
     """
-    trace = bus.trace
     name = participant.name
     for position, item in enumerate(batch):
         if isinstance(item, str):  # RELAY_OUTBOX
@@ -576,57 +651,14 @@ def serve_batch(participant: Participant, batch: Batch, bus: EventBus) -> bool:
             bus.reply(item, reply)
         else:
             outcome = participant.receive(payload, ctx)
+            bus.handled(name, payload, outcome)
             if outcome is None:
-                trace.add(
-                    bus.now,
-                    "ignore",
-                    name,
-                    payload.saga_id,
-                    payload.type,
-                    payload.event_id,
-                    "duplicate",
-                )
                 bus.ack(item)
                 continue
             produced = outcome
-            trace.add(
-                bus.now,
-                "handle",
-                name,
-                payload.saga_id,
-                payload.type,
-                payload.event_id,
-                " ".join(e.type for e in produced),
-            )
-        if produced and bus.injector.answers["commit"]:
-            downtime = bus.injector.crash_after_commit(
-                Commit(
-                    service=name,
-                    saga_id=payload.saga_id,
-                    produced=tuple(e.type for e in produced),
-                    now=bus.now,
-                )
-            )
-            if downtime is not None:
-                bus._count("crash_after_commit")
-                bus.crash(
-                    name,
-                    downtime,
-                    f"after committing {produced[0].type}, before publishing",
-                    saga=payload.saga_id,
-                )
-                for lost in batch[position + 1 :]:
-                    if not isinstance(lost, str):
-                        trace.add(
-                            bus.now,
-                            "lost",
-                            name,
-                            lost.payload.saga_id,
-                            lost.what,
-                            lost.ref,
-                            "crashed",
-                        )
-                return False
+        if produced and bus.crash_after_commit(name, payload.saga_id, produced):
+            bus.lost(name, [d for d in batch[position + 1 :] if not isinstance(d, str)])
+            return False
         bus.publish(participant)
         bus.ack(item)
     return True
