@@ -72,3 +72,17 @@ def guardless_payment_services() -> list[SagaService]:
     """Correct services but for payment's per-saga guard: harmless behind an inbox, a double
     charge behind `InboxlessParticipant` as soon as one InventoryReserved arrives twice."""
     return [Inventory(), EventIdPayment(), ShippingService()]
+
+
+@attrs.define
+class ExplodingShipping(ShippingService):
+    """Not a saga bug but a crashing handler: shipping raises on the third saga it sees."""
+
+    def handle(self, event: Event, ctx: StepContext) -> Sequence[Event]:
+        if event.saga_id == "saga-3":
+            raise KeyError("no carrier for saga-3")
+        return super().handle(event, ctx)
+
+
+def exploding_services() -> list[SagaService]:
+    return [Inventory(), PaymentService(), ExplodingShipping()]

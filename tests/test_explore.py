@@ -25,6 +25,7 @@ from trio_saga.explore import (
     ALL_RUNS,
     NO_FAULTS,
     Job,
+    RunCrashed,
     RunSummary,
     explore,
     format_explore,
@@ -365,4 +366,13 @@ def test_run_py_explore_and_replay_usage_errors(tmp_path: Path) -> None:
     assert_usage_error(
         run_py("replay", str(good), "--trace", str(tmp_path / "no" / "dir" / "t.jsonl")),
         "cannot write",
+    )
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_handler_that_raises_names_the_seed_instead_of_a_traceback(jobs: int) -> None:
+    with pytest.raises(RunCrashed) as raised:
+        explore("retries", 4, jobs, services=planted_bugs.exploding_services)
+    assert str(raised.value).startswith(
+        "seed 0 of retries: the run raised KeyError: 'no carrier for saga-3'"
     )

@@ -119,11 +119,29 @@ class Job:
         return tuple(self.scenario.faults)
 
 
+def _innermost(exc: BaseException) -> BaseException:
+    """The handler's own exception, out of the exception groups trio's nurseries wrap it in."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+class RunCrashed(SagaError):
+    """A simulation raised instead of finishing: a bug in a handler, not a violated invariant."""
+
+
 def run_seed(job: Job, seed: int) -> RunSummary:
     """Run one seed of `job` in this process."""
     faults = job.faults(seed)
     sim = job.variant.apply(job.scenario.simulation(seed, faults=faults, keep_trace=job.digests))
-    result = simulate(sim)
+    try:
+        result = simulate(sim)
+    except Exception as raised:  # a handler under test raised: name the seed, not a traceback
+        exc = _innermost(raised)
+        raise RunCrashed(
+            f"seed {seed} of {job.scenario.name}: the run raised {type(exc).__name__}: {exc}"
+            f" (faults: {', '.join(faults) or 'none'})"
+        ) from None
     counts = result.counts()
     counts["stuck"] = counts.pop("in_progress", 0)
     return RunSummary(
@@ -592,6 +610,9 @@ def explore_command(args: argparse.Namespace) -> int:
             out=args.out,
             progress=bar,
         )
+    except RunCrashed as exc:
+        print(f"run.py: error: {exc}", file=sys.stderr)
+        return EXIT_VIOLATED
     finally:
         if bar is not None:
             bar.close()
