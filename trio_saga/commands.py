@@ -9,24 +9,17 @@ does) and never let a user error escape as anything but a SagaError with a one-l
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib
-import importlib.util
-from pathlib import Path
-from typing import IO, Any
 
 import attrs
 
 from .diagram import mermaid
 from .errors import SagaError, ScenarioError
+from .files import check_writable, write_text
 from .scenario import Scenario, scenario_dir, scenario_names
 from .simulation import SimulationResult, simulate
 from .summary import summarize
 
 EXIT_OK, EXIT_FAILED = 0, 1
-
-#: Where `write_report(path, title, result, scenario=None)` lives once it is written.
-REPORT_MODULE = "trio_saga.report"
 
 
 @attrs.frozen(kw_only=True)
@@ -110,49 +103,25 @@ def scenario_command(args: argparse.Namespace) -> int:
             raise ScenarioError(
                 f"scenario {scenario.name} has no saga {saga!r} (it has {known[0]} .. {known[-1]})"
             )
+    # Checked before the run, so that a path that cannot be written is a usage error rather
+    # than a run thrown away.
+    for path in (trace_path, diagram_path, report_path):
+        if path is not None:
+            check_writable(path)
+    done = run_scenario(scenario, getattr(args, "scenario_seed", None))
+    print(done.summary(), flush=True)
+    written: list[str] = []
+    if trace_path is not None:
+        write_text(trace_path, done.result.trace.dump())
+        written.append(f"trace {trace_path} ({len(done.result.trace)} lines)")
+    if diagram_path is not None:
+        write_text(diagram_path, mermaid(done.result.trace, saga))
+        written.append(f"diagram {diagram_path}")
     if report_path is not None:
-        _report_writer()  # fail before the run, not after it
-    with contextlib.ExitStack() as files:
-        # Opened before the run, so that a path that cannot be written is a usage error
-        # rather than a run thrown away.
-        trace_file = _open(files, trace_path)
-        diagram_file = _open(files, diagram_path)
-        done = run_scenario(scenario, getattr(args, "scenario_seed", None))
-        print(done.summary(), flush=True)
-        written: list[str] = []
-        if trace_file is not None:
-            trace_file.write(done.result.trace.dump())
-            written.append(f"trace {trace_path} ({len(done.result.trace)} lines)")
-        if diagram_file is not None:
-            diagram_file.write(mermaid(done.result.trace, saga))
-            written.append(f"diagram {diagram_path}")
-    if report_path is not None:
+        from .report import write_report
+
         write_report(report_path, f"{scenario.name} (seed {done.seed})", done.result, scenario)
         written.append(f"report {report_path}")
     if written:
         print("wrote      " + ", ".join(written), flush=True)
     return EXIT_OK if done.passed else EXIT_FAILED
-
-
-def _open(files: contextlib.ExitStack, path: str | None) -> IO[str] | None:
-    if path is None:
-        return None
-    try:
-        # newline="\n": the trace must be the same bytes on every platform.
-        return files.enter_context(Path(path).open("w", encoding="utf-8", newline="\n"))
-    except OSError as exc:
-        raise SagaError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-def _report_writer() -> Any:
-    """`trio_saga.report.write_report`, which another part of the project provides; a clear
-    usage error (not a traceback) while it is missing."""
-    if importlib.util.find_spec(REPORT_MODULE) is None:
-        raise SagaError("--report is not available: this build has no trio_saga/report.py")
-    return importlib.import_module(REPORT_MODULE).write_report
-
-
-def write_report(
-    path: str, title: str, result: SimulationResult, scenario: Scenario | None = None
-) -> None:
-    _report_writer()(path, title, result, scenario=scenario)

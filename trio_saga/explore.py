@@ -24,6 +24,7 @@ import attrs
 from faults import Decision
 
 from .errors import SagaError
+from .files import check_writable, write_text
 from .oracle import INVARIANTS
 from .scenario import Scenario
 from .shrink import (
@@ -597,7 +598,7 @@ def explore_command(args: argparse.Namespace) -> int:
         )
     scenario = Scenario.load(args.scenario)
     if args.report is not None:
-        _check_writable(args.report)
+        check_writable(args.report)
     bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
     try:
         result = explore(
@@ -633,7 +634,7 @@ def replay_command(args: argparse.Namespace) -> int:
     scenario = replay.load_scenario()
     for path in (args.trace, args.diagram, args.report):
         if path is not None:
-            _check_writable(path)
+            check_writable(path)
     result = simulate(replay.simulation())
     known = result.saga_log.get
     if args.saga is not None and known(args.saga) is None:
@@ -650,7 +651,7 @@ def replay_command(args: argparse.Namespace) -> int:
     print(_replay_verdict(replay, result), flush=True)
     written: list[str] = []
     if args.trace is not None:
-        _write(args.trace, result.trace_text())
+        write_text(args.trace, result.trace_text())
         written.append(f"trace {args.trace} ({len(result.trace)} lines)")
     if args.diagram is not None:
         from .diagram import mermaid
@@ -660,7 +661,7 @@ def replay_command(args: argparse.Namespace) -> int:
         saga = args.saga
         if saga is None and replay.saga is not None and known(replay.saga) is not None:
             saga = replay.saga
-        _write(args.diagram, mermaid(result.trace.records, saga))
+        write_text(args.diagram, mermaid(result.trace.records, saga))
         written.append(f"diagram {args.diagram}" + (f" ({saga})" if saga else ""))
     if args.report is not None:
         from .report import write_report
@@ -689,21 +690,6 @@ def _replay_verdict(replay: ReplayFile, result: SimulationResult) -> str:
             else ", trace DIFFERS from the recorded one (the code changed since?)"
         )
     return verdict
-
-
-def _check_writable(path: str) -> None:
-    parent = Path(path).resolve().parent
-    if not parent.is_dir():
-        raise SagaError(f"cannot write {path}: no directory {parent}")
-
-
-def _write(path: str, text: str) -> None:
-    try:
-        # newline="\n": a trace must be the same bytes on every platform.
-        with Path(path).open("w", encoding="utf-8", newline="\n") as out:
-            out.write(text)
-    except OSError as exc:
-        raise SagaError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 __all__ = [

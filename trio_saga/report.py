@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import SagaError
+from .files import write_text
 from .oracle import INVARIANTS
 from .scenario import Scenario
 from .simulation import SimulationResult
@@ -206,7 +206,7 @@ def write_report(
 ) -> None:
     """Write the report of one run to `path`: one HTML file, nothing else needed to view it."""
     page = _page(title, RUN_BODY, RUN_SCRIPT, run_data(title, result, scenario))
-    _write(path, page)
+    write_text(path, page)
 
 
 def explore_data(title: str, result: ExploreResult) -> dict[str, Any]:
@@ -250,7 +250,7 @@ def explore_data(title: str, result: ExploreResult) -> dict[str, Any]:
 def write_explore_report(path: str | Path, title: str, result: ExploreResult) -> None:
     """Write the report of an exploration: the fault x outcome matrix and every failing seed
     with its shrunk decisions and the command that replays it."""
-    _write(path, _page(title, EXPLORE_BODY, EXPLORE_SCRIPT, explore_data(title, result)))
+    write_text(path, _page(title, EXPLORE_BODY, EXPLORE_SCRIPT, explore_data(title, result)))
 
 
 def _page(title: str, body: str, script: str, data: dict[str, Any]) -> str:
@@ -262,13 +262,6 @@ def _page(title: str, body: str, script: str, data: dict[str, Any]) -> str:
         .replace("%DATA%", payload)
         .replace("%SCRIPT%", script)
     )
-
-
-def _write(path: str | Path, text: str) -> None:
-    try:
-        Path(path).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise SagaError(f"cannot write report {path}: {exc.strerror or exc}") from None
 
 
 PAGE = """<!doctype html>
