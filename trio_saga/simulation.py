@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import IO, TypeVar
 
 import attrs
@@ -194,7 +194,3 @@ def simulate(simulation: Simulation) -> SimulationResult:
     from trio.testing import MockClock
 
     return trio.run(simulation.run, clock=MockClock(autojump_threshold=0))
-
-
-def simulate_all(simulations: Iterable[Simulation]) -> list[SimulationResult]:
-    return [simulate(s) for s in simulations]

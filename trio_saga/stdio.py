@@ -235,7 +235,7 @@ class StdioNode:
         # load without fail_* flags went to asking three idle plugins).
         self.forced: dict[str, ForcedFailure] = {}
         for step in STEPS:
-            found = [f for f in injector.faults if isinstance(f, FAULTS[f"fail_{step}"])]
+            found = injector.find(FAULTS[f"fail_{step}"])
             if found:
                 assert isinstance(found[0], ForcedFailure)
                 self.forced[step] = found[0]
