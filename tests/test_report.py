@@ -11,7 +11,7 @@ from typing import Any
 
 import planted_bugs
 
-from trio_saga.explore import explore
+from trio_saga.explore import explore, replay_command_line
 from trio_saga.report import run_data, write_explore_report, write_report
 from trio_saga.scenario import Scenario
 from trio_saga.shrink import Variant
@@ -121,7 +121,7 @@ def test_an_explore_report_has_the_matrix_and_every_failing_seed(tmp_path: Path)
     scenario = Scenario.from_toml("cut-short", CUT_SHORT)
     result = explore(scenario, 2, out=tmp_path / "replays")
     path = tmp_path / "explore.html"
-    write_explore_report(path, "explore cut-short", result)
+    write_explore_report(path, "explore cut-short", result, replay_command=replay_command_line)
     page = path.read_text()
     assert_self_contained(page)
     data = embedded(page)
@@ -134,4 +134,5 @@ def test_an_explore_report_has_the_matrix_and_every_failing_seed(tmp_path: Path)
         assert [d["kind"] for d in failing["decisions"]] == ["partition"]
         saved = tmp_path / "replays" / f"cut-short-seed{failing['seed']}.json"
         assert saved.is_file()
+        assert failing["file"] == str(saved)
         assert failing["command"] == f"python run.py replay {saved}"

@@ -622,7 +622,7 @@ def explore_command(args: argparse.Namespace) -> int:
         from .report import write_explore_report
 
         title = f"explore {scenario.name}" + (" (swarm)" if result.swarm else "")
-        write_explore_report(args.report, title, result)
+        write_explore_report(args.report, title, result, replay_command=replay_command_line)
         print(f"wrote      report {args.report}")
     return EXIT_VIOLATED if result.failing else EXIT_OK
 
