@@ -9,11 +9,13 @@ never hold assertions about a page: those belong to the tests.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import select
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import TracebackType
@@ -44,6 +46,12 @@ def chromium() -> str:
     return found
 
 
+def _above_nine(fd: int) -> int:
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return moved
+
+
 class Browser:
     """One chromium process and one page in it. Use as a context manager."""
 
@@ -51,15 +59,23 @@ class Browser:
         self.timeout = timeout
         to_browser_r, self._to_browser = os.pipe()
         self._from_browser, from_browser_w = os.pipe()
-        # chromium reads commands on fd 3 and writes replies on fd 4: the shell moves the
-        # pipes there and then becomes chromium.
-        script = f'exec "$@" 3<&{to_browser_r} 4>&{from_browser_w}'
+        # chromium reads commands on fd 3 and writes replies on fd 4: a small Python moves the
+        # pipes there and then becomes chromium. They are first moved above 9, so that moving
+        # one onto 3 cannot overwrite the other.
+        to_browser_r = _above_nine(to_browser_r)
+        from_browser_w = _above_nine(from_browser_w)
+        trampoline = (
+            "import os, sys\n"
+            f"os.dup2({to_browser_r}, 3)\n"
+            f"os.dup2({from_browser_w}, 4)\n"
+            "os.execv(sys.argv[1], sys.argv[1:])\n"
+        )
+        self._log = (profile.parent / "chromium.log").open("wb")
         self._process = subprocess.Popen(
             [
-                "sh",
+                sys.executable,
                 "-c",
-                script,
-                "sh",
+                trampoline,
                 chromium(),
                 *FLAGS,
                 f"--user-data-dir={profile}",
@@ -69,7 +85,7 @@ class Browser:
             pass_fds=(to_browser_r, from_browser_w),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=self._log,
         )
         os.close(to_browser_r)
         os.close(from_browser_w)
@@ -100,6 +116,7 @@ class Browser:
         finally:
             os.close(self._to_browser)
             os.close(self._from_browser)
+            self._log.close()
 
     def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Call `method` (on the page once one is open) and return its result."""

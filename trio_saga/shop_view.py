@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-#: Lanes of a saga's timeline, top to bottom: where sagas start, then the services in step
+#: Lanes of a saga's timeline, top to bottom, and participants of its sequence diagram, left to
+#: right (with the event bus after the first): where sagas start, then the services in step
 #: order.
 LANES: tuple[str, ...] = ("client", "inventory", "payment", "shipping")
 
@@ -39,9 +40,6 @@ COMPENSATING: frozenset[str] = frozenset(
         "InventoryReleased",
     }
 )
-
-#: Participants of a sequence diagram, left to right; "bus" is the event bus between them.
-PARTICIPANTS: tuple[str, ...] = ("client", "bus", "inventory", "payment", "shipping")
 
 #: The event that ends a saga -> the outcome it ends it with (as in saga_log.TERMINAL).
 TERMINAL: Mapping[str, str] = {
