@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import functools
 import multiprocessing
 import os
 import pickle
@@ -642,7 +643,12 @@ def explore_command(args: argparse.Namespace) -> int:
         from .report import write_explore_report
 
         title = f"explore {scenario.name}" + (" (swarm)" if result.swarm else "")
-        write_explore_report(args.report, title, result)
+        write_explore_report(
+            args.report,
+            title,
+            result,
+            replay_command=functools.partial(replay_command_line, saga=result.saga),
+        )
         print(f"wrote      report {args.report}")
     return EXIT_VIOLATED if result.failing else EXIT_OK
 
