@@ -19,6 +19,8 @@ import trio
 from .errors import SagaError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: 128 + SIGINT, as a shell reports a program stopped by Ctrl-C.
+EXIT_INTERRUPTED = 130
 
 DESCRIPTION = """\
 trio-saga: a choreography saga (inventory -> payment -> shipping) on trio, with fault injection.
@@ -124,9 +126,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"run.py: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return _interrupted()
+    except BaseExceptionGroup as group:  # trio's nurseries wrap a KeyboardInterrupt
+        if group.split(KeyboardInterrupt)[1] is None:
+            return _interrupted()
+        raise
     except BrokenPipeError:
         return EXIT_OK
+
+
+def _interrupted() -> int:
+    """Ctrl-C: one line, the shell's status for SIGINT, never a traceback."""
+    if sys.stderr is not None:
+        print("run.py: interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -145,6 +145,10 @@ EVENT_TYPES: dict[str, type[Event]] = {
     )
 }
 
+#: The largest amount an order may name: a trillion, so that every amount in cents is an exact
+#: integer in a float (below 2**53) and sums of them stay exact.
+MAX_AMOUNT = 10**12
+
 #: The steps a forced failure can target, by the name used in flags and fault specs.
 STEPS = ("inventory", "payment", "shipping")
 
@@ -180,12 +184,12 @@ class ReserveInventory:
                     isinstance(amount, int | float)
                     and not isinstance(amount, bool)
                     and math.isfinite(amount)  # NaN and Infinity parse as JSON in Python
-                    and amount >= 0
+                    and 0 <= amount <= MAX_AMOUNT  # issue 10: 1e308 overflowed on the way to cents
                 )
             except OverflowError:  # an integer too large for a float
                 valid = False
             if not valid:
-                raise MalformedRequest("field 'amount' must be a non-negative number")
+                raise MalformedRequest(f"field 'amount' must be a number from 0 to {MAX_AMOUNT:,}")
             amount_cents = amount_to_cents(float(amount))
         return cls(
             saga_id=saga_id, sku=sku, quantity=quantity, amount_cents=amount_cents, client=client
