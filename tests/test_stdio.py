@@ -14,6 +14,9 @@ from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_stdio_node import check_line, raw_lines
 
 REPO = Path(__file__).resolve().parent.parent
 SEED_INIT = {
@@ -760,6 +763,10 @@ def test_every_saga_ends_once_over_a_faulty_network(args: list[str]) -> None:
         ("delay:mean=abc", "mean"),
         ("crash:service=warehouse,at=1", "'warehouse'"),
         ("partition:service=nowhere", "'nowhere'"),
+        ("delay:mean=inf", "mean must be between 0 and 86400 seconds, got inf"),
+        ("delay:mean=1e308", "mean must be between 0 and 86400 seconds, got 1e+308"),
+        ("duplicate:p=0.5,copies=1000000000", "copies must be between 1 and 100"),
+        ("reorder:window=0", "window=0 can never act"),
     ],
 )
 def test_a_bad_fault_spec_is_one_line_and_exit_2(spec: str, fragment: str) -> None:
@@ -1021,3 +1028,29 @@ def test_started_with_stdout_closed_exits_0_without_a_traceback() -> None:
     assert done.returncode == 0, stderr
     assert "Traceback" not in stderr
     assert stderr.splitlines() == ["trio-saga: stdout is closed; nothing can be answered, stopping"]
+
+
+@settings(max_examples=3, deadline=None)
+@given(lines=st.lists(raw_lines, min_size=50, max_size=150))
+def test_hostile_lines_through_the_real_process_get_only_well_formed_answers(
+    lines: list[bytes],
+) -> None:
+    # the in-process property of test_stdio_node.py, once more through run.py's shell
+    node = run_node(SEED_INIT, *lines, args=["--drain", "0.5"])
+    for msg_id, line in enumerate(node.lines):
+        check_line(line, msg_id)
+    assert "internal error" not in node.stderr
+
+
+def test_started_with_stdin_closed_is_empty_input_and_exit_0() -> None:
+    done = subprocess.run(
+        ["sh", "-c", f'exec "{sys.executable}" run.py 0<&-'],
+        cwd=REPO,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    stderr = done.stderr.decode()
+    assert (done.returncode, done.stdout) == (0, b""), stderr
+    assert stderr.splitlines()[0] == "trio-saga: stdin is closed; treating it as empty input"
+    assert "Traceback" not in stderr

@@ -45,11 +45,18 @@ Fault specs (for --fault, and in scenario files) look like NAME:key=value,...:
 """
 
 
+def say(line: str) -> None:
+    """One line on stderr; none if stderr is closed (print would fall back to stdout, where
+    the stdio mode must write nothing but JSON)."""
+    if sys.stderr is not None:
+        print(line, file=sys.stderr)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line and exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: error: {message} (try --help)", file=sys.stderr)
+        say(f"{self.prog}: error: {message} (try --help)")
         raise SystemExit(EXIT_USAGE)
 
 
@@ -123,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except SagaError as exc:
-        print(f"run.py: error: {exc}", file=sys.stderr)
+        say(f"run.py: error: {exc}")
         return EXIT_USAGE
     except KeyboardInterrupt:
         return _interrupted()
@@ -137,8 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _interrupted() -> int:
     """Ctrl-C: one line, the shell's status for SIGINT, never a traceback."""
-    if sys.stderr is not None:
-        print("run.py: interrupted", file=sys.stderr)
+    say("run.py: interrupted")
     return EXIT_INTERRUPTED
 
 

@@ -13,7 +13,7 @@ import functools
 import os
 import signal
 import sys
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from typing import IO
 
 import trio
@@ -33,6 +33,9 @@ async def _chunks(fd: int, on_error: Callable[[str], None]) -> AsyncGenerator[li
     worker thread (no O_NONBLOCK games with a descriptor the parent shares); the last line may
     lack its newline. A read error ends the input like end of file."""
     pending: list[bytes] = []  # the start of a line longer than one read, in pieces
+    if fd == 0 and sys.stdin is None:  # started with stdin closed: fd 0 may be anything now
+        on_error("stdin is closed; treating it as empty input")
+        return
     while True:
         try:
             chunk = await trio.to_thread.run_sync(os.read, fd, 1 << 16, abandon_on_cancel=True)
@@ -106,11 +109,17 @@ class _Shell:
     # -- the run ---------------------------------------------------------------------------
 
     async def run(self, stdin_fd: int) -> int:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(self._watch_signals, nursery.cancel_scope)
-            await nursery.start(functools.partial(self.runtime.run, serve=True))
-            await self._serve(stdin_fd)
-            nursery.cancel_scope.cancel()
+        # The receiver stays open until the last line is written: a second signal during the
+        # final writes waits in its queue instead of interrupting one.
+        with trio.open_signal_receiver(*SIGNALS) as signals:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_signals, signals, nursery.cancel_scope)
+                await nursery.start(functools.partial(self.runtime.run, serve=True))
+                await self._serve(stdin_fd)
+                nursery.cancel_scope.cancel()
+            return self._finish()
+
+    def _finish(self) -> int:
         node = self.node
         self.write(node.take_output())
         if self.signal is not None:
@@ -128,15 +137,11 @@ class _Shell:
         self.log(node.take_logs())
         return 0
 
-    async def _watch_signals(
-        self, scope: trio.CancelScope, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        with trio.open_signal_receiver(*SIGNALS) as signals:
-            task_status.started()
-            async for signum in signals:
-                self.signal = signum
-                scope.cancel()
-                return
+    async def _watch_signals(self, signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
+        async for signum in signals:
+            self.signal = signum
+            scope.cancel()
+            return
 
     async def _serve(self, stdin_fd: int) -> None:
         node, runtime = self.node, self.runtime
