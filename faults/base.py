@@ -231,12 +231,56 @@ def non_negative(instance: object, attribute: attrs.Attribute[float], value: flo
         raise ValueError(f"{attribute.name} must not be negative, got {value}")
 
 
+# -- finite, sane ranges for the network plugins (drop, delay, duplicate, reorder) -------------
+
+#: The longest time a network fault's parameter may name: a day, far beyond any run (stdio
+#: drains in seconds, scenarios run minutes of virtual time), and small enough that a time in
+#: microseconds stays an exact integer and a sampled delay can never overflow.
+MAX_SECONDS = 86_400.0
+#: The shortest delay or reorder window that can act: one microsecond, the unit of time;
+#: anything shorter rounds to no delay at all.
+MIN_SPAN_S = 1e-6
+
+
+def acting_probability(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    """A probability above 0 (at 0 the fault can never act) and at most 1."""
+    probability(instance, attribute, value)
+    if value == 0:
+        raise ValueError(f"{attribute.name}=0 can never act (give {attribute.name} in (0, 1])")
+
+
+def seconds(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    """A time in seconds from 0 to a day; NaN and infinity are refused."""
+    if not 0 <= value <= MAX_SECONDS:
+        raise ValueError(
+            f"{attribute.name} must be between 0 and {MAX_SECONDS:g} seconds, got {value}"
+        )
+
+
+def span(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    """A delay or window: at least a microsecond (less can never act), at most a day."""
+    seconds(instance, attribute, value)
+    if value < MIN_SPAN_S:
+        raise ValueError(
+            f"{attribute.name}={value:g} can never act (give {attribute.name} between"
+            f" {MIN_SPAN_S:g} and {MAX_SECONDS:g} seconds)"
+        )
+
+
+def end_time(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    """Like `seconds`, but `inf` (the default: the fault never stops) is allowed too."""
+    if value != float("inf") and not 0 <= value <= MAX_SECONDS:
+        raise ValueError(
+            f"{attribute.name} must be between 0 and {MAX_SECONDS:g} seconds, or inf, got {value}"
+        )
+
+
 @attrs.define(kw_only=True)
 class RateFault(Fault):
     """A fault that acts on each transmission while active: [start, end) in virtual seconds."""
 
-    start: float = attrs.field(default=0.0, validator=non_negative)
-    end: float = attrs.field(default=float("inf"), validator=non_negative)
+    start: float = attrs.field(default=0.0, validator=seconds)
+    end: float = attrs.field(default=float("inf"), validator=end_time)
 
     def __attrs_post_init__(self) -> None:
         if self.end <= self.start:

@@ -19,6 +19,8 @@ import trio
 from .errors import SagaError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: 128 + SIGINT, as a shell reports a program stopped by Ctrl-C.
+EXIT_INTERRUPTED = 130
 
 DESCRIPTION = """\
 trio-saga: a choreography saga (inventory -> payment -> shipping) on trio, with fault injection.
@@ -43,11 +45,18 @@ Fault specs (for --fault, and in scenario files) look like NAME:key=value,...:
 """
 
 
+def say(line: str) -> None:
+    """One line on stderr; none if stderr is closed (print would fall back to stdout, where
+    the stdio mode must write nothing but JSON)."""
+    if sys.stderr is not None:
+        print(line, file=sys.stderr)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line and exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: error: {message} (try --help)", file=sys.stderr)
+        say(f"{self.prog}: error: {message} (try --help)")
         raise SystemExit(EXIT_USAGE)
 
 
@@ -154,12 +163,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except SagaError as exc:
-        print(f"run.py: error: {exc}", file=sys.stderr)
+        say(f"run.py: error: {exc}")
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return _interrupted()
+    except BaseExceptionGroup as group:  # trio's nurseries wrap a KeyboardInterrupt
+        if group.split(KeyboardInterrupt)[1] is None:
+            return _interrupted()
+        raise
     except BrokenPipeError:
         return EXIT_OK
+
+
+def _interrupted() -> int:
+    """Ctrl-C: one line, the shell's status for SIGINT, never a traceback."""
+    say("run.py: interrupted")
+    return EXIT_INTERRUPTED
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -387,7 +387,14 @@ def _explore(
                 violated += runs[-1].violated
                 report()
     else:
-        in_flight: set[cf.Future[list[RunSummary]]] = set()
+        # -- issue 10, item 13: what is reported must not depend on which worker finishes
+        # first. Each future knows its chunk's place in seed order; after a crash no new chunk
+        # is started, the ones in flight (every earlier chunk among them, since chunks go out
+        # in order) are finished, and the crash of the earliest chunk is raised: the same seed
+        # a single process would have named.
+        in_flight: dict[cf.Future[list[RunSummary]], int] = {}
+        crashes: dict[int, RunCrashed] = {}
+        submitted = 0
         exhausted = False
         while True:
             while not exhausted and len(in_flight) < 2 * jobs and not out_of_time():
@@ -395,15 +402,26 @@ def _explore(
                 if batch is None:
                     exhausted = True
                     break
-                in_flight.add(pool.submit(_run_chunk, batch))
+                in_flight[pool.submit(_run_chunk, batch)] = submitted
+                submitted += 1
             if not in_flight:
                 break
-            finished, in_flight = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
+            finished, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
             for future in finished:
-                for run in future.result():
+                index = in_flight.pop(future)
+                try:
+                    done = future.result()
+                except RunCrashed as crash:
+                    crashes[index] = crash
+                    exhausted = True
+                    continue
+                for run in done:
                     runs.append(run)
                     violated += run.violated
             report()
+        if crashes:
+            raise crashes[min(crashes)]
+        # -- end of item 13
     report()
     runs.sort(key=lambda r: r.seed)
     return ExploreResult(
