@@ -38,13 +38,65 @@ class Decision:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Decision:
+        """A recorded decision, checked: a kind some fault makes, a key of strings and
+        integers, and a value of the type that kind records (a replay file is someone else's
+        file: nothing in it may reach the run unchecked)."""
+        shown = repr(data)[:120]
         try:
-            key = tuple(data["key"])
-            if not all(isinstance(k, str | int) for k in key):
+            kind, key = data["kind"], tuple(data["key"])
+            value: Any = data.get("value", 0)
+            if not all(isinstance(k, str | int) and not isinstance(k, bool) for k in key):
                 raise TypeError("key parts must be strings or integers")
-            return cls(kind=str(data["kind"]), key=key, value=data.get("value", 0))
-        except (KeyError, TypeError) as exc:
-            raise FaultSpecError(f"bad recorded decision {data!r}: {exc}") from None
+            if not isinstance(kind, str):
+                raise TypeError("kind must be a string")
+            expected = _value_type(kind)
+            if expected is None:
+                known = ", ".join([*DECISION_VALUES, "fail_STEP"])
+                raise ValueError(f"no fault makes decisions of kind {kind!r} (known: {known})")
+            if isinstance(value, bool) or not isinstance(value, expected):
+                raise TypeError(f"a {kind} decision's value must be {_type_word(expected)}")
+            most = MAX_RECORDED.get(kind, MAX_RECORDED["delay"])
+            if isinstance(value, int) and not 0 <= value <= most:
+                raise ValueError(f"a {kind} decision's value must be from 0 to {most:,}")
+            if kind == "partition" and value not in ("drop", "hold"):
+                raise ValueError("a partition decision's value is drop or hold")
+            if kind in TIMED_KEYS and [type(k) for k in key] != list(TIMED_KEYS[kind]):
+                names = ", ".join(t.__name__ for t in TIMED_KEYS[kind])
+                raise ValueError(f"a {kind} decision's key is ({names})")
+            return cls(kind=kind, key=key, value=cast(int | str, value))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FaultSpecError(f"bad recorded decision {shown}: {exc}") from None
+
+
+#: The type of the value each kind of decision records (fail_STEP: the reason, a string).
+DECISION_VALUES: dict[str, type] = {
+    "drop": int,
+    "delay": int,
+    "duplicate": int,
+    "reorder": int,
+    "partition": str,
+    "crash_at": int,
+    "crash_after_commit": int,
+}
+#: The parts of a timed decision's key, which the bus unpacks: (service, direction, start µs,
+#: end µs) and (service, at µs).
+TIMED_KEYS: dict[str, tuple[type, ...]] = {
+    "partition": (str, str, int, int),
+    "crash_at": (str, int),
+}
+#: The largest integer a decision may record: a day of µs for times, as many copies as the
+#: duplicate plugin makes at most.
+MAX_RECORDED = {"delay": 86_400 * 1_000_000, "duplicate": 100}
+
+
+def _value_type(kind: str) -> type | None:
+    if kind.startswith("fail_") and len(kind) > len("fail_"):
+        return str
+    return DECISION_VALUES.get(kind)
+
+
+def _type_word(kind: type) -> str:
+    return "an integer" if kind is int else "a string"
 
 
 @attrs.frozen(kw_only=True, slots=True)
