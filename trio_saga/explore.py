@@ -25,7 +25,7 @@ import attrs
 
 from faults import Decision
 
-from .errors import HandlerError, SagaError
+from .errors import EXIT_FAILED, EXIT_OK, HandlerError, SagaError, program
 from .files import check_writable, write_text
 from .oracle import number_of
 from .saga import BUILT_IN, SagaDefinition, saga_argument, saga_ref
@@ -41,8 +41,6 @@ from .shrink import (
 from .simulation import SimulationResult, simulate
 from .summary import summarize
 from .swarm import swarm_faults
-
-EXIT_OK, EXIT_VIOLATED, EXIT_USAGE = 0, 1, 2
 
 DEFAULT_SEEDS = 100
 
@@ -651,8 +649,8 @@ def explore_command(args: argparse.Namespace) -> int:
             progress=bar,
         )
     except RunCrashed as exc:
-        print(f"run.py: error: {exc}", file=sys.stderr)
-        return EXIT_VIOLATED
+        print(f"{program()}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         if bar is not None:
             bar.close()
@@ -668,7 +666,7 @@ def explore_command(args: argparse.Namespace) -> int:
             replay_command=functools.partial(replay_command_line, saga=result.saga),
         )
         print(f"wrote      report {args.report}")
-    return EXIT_VIOLATED if result.failing else EXIT_OK
+    return EXIT_FAILED if result.failing else EXIT_OK
 
 
 def replay_command(args: argparse.Namespace) -> int:
@@ -717,7 +715,7 @@ def replay_command(args: argparse.Namespace) -> int:
         written.append(f"report {args.report}")
     if written:
         print("wrote      " + ", ".join(written))
-    return EXIT_VIOLATED if result.violations else EXIT_OK
+    return EXIT_FAILED if result.violations else EXIT_OK
 
 
 def _replay_verdict(replay: ReplayFile, result: SimulationResult) -> str:
