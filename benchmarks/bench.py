@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -38,7 +38,7 @@ import attrs
 import trio
 
 from faults import parse_fault
-from trio_saga.services import SagaService, default_services
+from trio_saga.events import MAX_AMOUNT
 from trio_saga.simulation import SagaOrder, Simulation, SimulationResult, orders, simulate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,9 +131,10 @@ NOTES = {
         " or pass the single-item ceiling only through batching."
     ),
     "sagas": (
-        "simulate(Simulation(orders=orders(N))) with default_services(default_stock=10**9,"
-        " funds_cents=10**15): N sagas started at virtual t=0 (a burst), trace kept in memory,"
-        " oracle check included; wall time around simulate(), best of the repeats. _spaced:"
+        "simulate(Simulation(orders=orders(N), state=PLENTIFUL)) with default_stock=10**9 and"
+        f" funds={MAX_AMOUNT:,} (the most a [state] table takes): N sagas started at virtual"
+        " t=0 (a burst), trace kept in memory, oracle check included; wall time around"
+        " simulate(), best of the repeats. _spaced:"
         " one saga every virtual 1 ms (each goes through the services on its own). _faults:"
         f" the burst with {', '.join(FAULT_SPECS)}, seed {FAULT_SEED}. Every run must end"
         " with all sagas completed and no violation, or the benchmark fails."
@@ -267,15 +268,15 @@ def ceiling(items: int, buffer: int, repeats: int) -> float:
 # -- the simulation ----------------------------------------------------------------------------
 
 
-def plentiful() -> Sequence[SagaService]:
-    """Enough stock and money that every saga of any size completes."""
-    return default_services(default_stock=10**9, funds_cents=10**15)
+#: The shop's initial state (a scenario's [state] table): enough stock and money that every
+#: saga of any size completes.
+PLENTIFUL: Mapping[str, Any] = {"default_stock": 10**9, "funds": MAX_AMOUNT}
 
 
 def warm_up() -> None:
     """One tiny run, so that no figure pays for what a process does once: `simulate` imports
     trio.testing on its first call (and with it pytest, when installed: ~90 ms, ~10 MB)."""
-    run_simulation(Simulation(orders=orders(10), services=plentiful), 10)
+    run_simulation(Simulation(orders=orders(10), state=PLENTIFUL), 10)
 
 
 @attrs.frozen(kw_only=True)
@@ -309,7 +310,7 @@ def saga_wall(count: int, repeats: int, *, every: float = 0.0, faults: Sequence[
     def once() -> float:
         simulation = Simulation(
             orders=batch,
-            services=plentiful,
+            state=PLENTIFUL,
             faults=[parse_fault(spec) for spec in faults],
             seed=FAULT_SEED,
         )
@@ -354,7 +355,7 @@ def memory_probe(count: int, keep_trace: bool, every: float) -> dict[str, float]
     with open(os.devnull, "w", encoding="utf-8") as devnull:
         simulation = Simulation(
             orders=batch,
-            services=plentiful,
+            state=PLENTIFUL,
             keep_trace=keep_trace,
             trace_stream=None if keep_trace else devnull,
         )
@@ -375,7 +376,7 @@ def scaling_probe(count: int, repeats: int) -> dict[str, float]:
     walls: list[float] = []
     cpus: list[float] = []
     for _ in range(max(1, repeats)):
-        timed = run_simulation(Simulation(orders=batch, services=plentiful), count)
+        timed = run_simulation(Simulation(orders=batch, state=PLENTIFUL), count)
         walls.append(timed.wall)
         cpus.append(timed.cpu)
     return {"wall": min(walls), "cpu": min(cpus)}

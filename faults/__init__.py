@@ -21,7 +21,7 @@ from .crash import Crash
 from .delay import Delay
 from .drop import Drop
 from .duplicate import Duplicate
-from .forced import FailInventory, FailPayment, FailShipping, ForcedFailure
+from .forced import ForcedFailure
 from .partition import Partition
 from .registry import FAULTS, parse_fault
 from .reorder import Reorder
@@ -34,9 +34,6 @@ __all__ = [
     "Delay",
     "Drop",
     "Duplicate",
-    "FailInventory",
-    "FailPayment",
-    "FailShipping",
     "Fault",
     "FaultInjector",
     "FaultSpecError",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Protocol, cast
 
 import attrs
 
@@ -103,16 +103,50 @@ class Fault:
         """A crash right after a commit, before publishing; value is the downtime."""
         return None
 
+    def bind(self, saga: SagaShape) -> None:
+        """Check the fault against the saga it will run on (a service, event or step it names
+        must exist there: a typo must not make a fault that never acts); raise ValueError with
+        the reason. A plugin may also learn what it needs of the saga here."""
+
+    @property
+    def spec_name(self) -> str:
+        """The name the spec syntax knows this fault by."""
+        return self.name
+
     def describe(self) -> str:
         """The spec that builds this fault again (parameters left at their default omitted)."""
         if not attrs.has(type(self)):
-            return self.name
+            return self.spec_name
         params = ",".join(
             f"{f.name}={_show(getattr(self, f.name))}"
             for f in attrs.fields(cast(Any, type(self)))
-            if f.init and getattr(self, f.name) != f.default
+            if f.init and f.name not in self.implied and getattr(self, f.name) != f.default
         )
-        return f"{self.name}:{params}" if params else self.name
+        return f"{self.spec_name}:{params}" if params else self.spec_name
+
+    #: Parameters the spec name already says (a forced failure's step), left out of `describe`.
+    implied: ClassVar[frozenset[str]] = frozenset()
+
+
+class SagaShape(Protocol):
+    """What a fault may ask of the saga it runs on (a `trio_saga.saga.SagaDefinition`)."""
+
+    @property
+    def service_names(self) -> tuple[str, ...]: ...
+
+    @property
+    def event_types(self) -> tuple[str, ...]: ...
+
+    @property
+    def fallible_steps(self) -> tuple[str, ...]: ...
+
+    def step(self, name: str) -> Any: ...
+
+
+def one_of(what: str, value: str, known: Sequence[str]) -> None:
+    """Refuse `value` unless it is one of `known`, naming them."""
+    if value not in known:
+        raise ValueError(f"{what} must be one of {', '.join(known)}, got {value!r}")
 
 
 def _show(value: object) -> str:
@@ -147,7 +181,7 @@ def build(cls: type[Fault], spec: str, params: dict[str, str]) -> Fault:
     fields = {f.name: f for f in attrs.fields(cast(Any, cls)) if f.init}
     unknown = sorted(set(params) - set(fields))
     if unknown:
-        allowed = ", ".join(fields) or "none"
+        allowed = ", ".join(f for f in fields if f not in cls.implied) or "none"
         raise FaultSpecError(
             f"fault spec {spec!r}: unknown parameter {unknown[0]!r} (takes {allowed})"
         )
@@ -160,6 +194,11 @@ def build(cls: type[Fault], spec: str, params: dict[str, str]) -> Fault:
             raise FaultSpecError(
                 f"fault spec {spec!r}: {key}={raw!r} is not {_type_name(kind)}"
             ) from None
+    missing = [
+        name for name, f in fields.items() if f.default is attrs.NOTHING and name not in kwargs
+    ]
+    if missing:
+        raise FaultSpecError(f"fault spec {spec!r}: {missing[0]}= is required")
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
@@ -185,17 +224,6 @@ def _convert(raw: str, kind: object) -> object:
 def probability(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{attribute.name} must be between 0 and 1, got {value}")
-
-
-#: The services a partition or crash can name (a typo must not make a fault that never acts).
-SERVICE_NAMES = ("inventory", "payment", "shipping")
-
-
-def known_service(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
-    if value not in SERVICE_NAMES:
-        raise ValueError(
-            f"{attribute.name} must be one of {', '.join(SERVICE_NAMES)}, got {value!r}"
-        )
 
 
 def non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -233,6 +261,8 @@ class FaultInjector:
     faults: list[Fault] = attrs.field(factory=list)
     seed: int = 0
     decisions: list[Decision] = attrs.field(factory=list)
+    #: The saga the faults run on: each is bound to it (checked, and told what it needs).
+    saga: SagaShape | None = None
     _rng: random.Random = attrs.field(init=False)
     _replay: dict[tuple[str, Key], list[Decision]] | None = attrs.field(default=None, init=False)
     _replay_timeline: list[Decision] = attrs.field(factory=list, init=False)
@@ -249,11 +279,23 @@ class FaultInjector:
 
     def __attrs_post_init__(self) -> None:
         self._rng = random.Random(self.seed)
+        for fault in self.faults:
+            self._bind(fault)
         self._plugins("net")
 
+    def _bind(self, fault: Fault) -> None:
+        if self.saga is None:
+            return
+        try:
+            fault.bind(self.saga)
+        except ValueError as exc:
+            raise FaultSpecError(f"fault {fault.describe()!r}: {exc}") from None
+
     @classmethod
-    def replaying(cls, decisions: Iterable[Decision]) -> FaultInjector:
-        injector = cls()
+    def replaying(
+        cls, decisions: Iterable[Decision], saga: SagaShape | None = None
+    ) -> FaultInjector:
+        injector = cls(saga=saga)
         index: dict[tuple[str, Key], list[Decision]] = {}
         for decision in decisions:
             if decision.kind in TIMED_KINDS:
@@ -271,6 +313,7 @@ class FaultInjector:
         return bool(self.faults) or self._replay is not None
 
     def add(self, fault: Fault) -> None:
+        self._bind(fault)
         self.faults.append(fault)
         self._plugins("net")  # re-index now, so `answers` is current for the hot path
 

@@ -12,10 +12,9 @@ from typing import ClassVar
 
 import attrs
 
-from trio_saga.events import EVENT_TYPES
 from trio_saga.trace import US
 
-from .base import Commit, Decision, Fault, known_service, non_negative, probability
+from .base import Commit, Decision, Fault, SagaShape, non_negative, one_of, probability
 
 
 def _at_least_once(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
@@ -26,7 +25,7 @@ def _at_least_once(instance: object, attribute: attrs.Attribute[int], value: int
 @attrs.define(kw_only=True)
 class Crash(Fault):
     name: ClassVar[str] = "crash"
-    service: str = attrs.field(default="payment", validator=known_service)
+    service: str
     at: float | None = None
     after: str | None = None
     downtime: float = attrs.field(default=1.0, validator=non_negative)
@@ -39,10 +38,11 @@ class Crash(Fault):
             raise ValueError("give exactly one of at=SECONDS or after=EVENT_TYPE")
         if self.at is not None and (self.at < 0 or math.isinf(self.at)):
             raise ValueError(f"at must be a time in seconds, got {self.at}")
-        if self.after is not None and self.after not in EVENT_TYPES:
-            raise ValueError(
-                f"after must be an event type ({', '.join(EVENT_TYPES)}), got {self.after!r}"
-            )
+
+    def bind(self, saga: SagaShape) -> None:
+        one_of("service", self.service, saga.service_names)
+        if self.after is not None:
+            one_of("after (an event type of the saga)", self.after, saga.event_types)
 
     def timeline(self, rng: random.Random) -> Sequence[Decision]:
         if self.at is None or rng.random() >= self.p:

@@ -1,6 +1,7 @@
-"""fail_inventory / fail_payment / fail_shipping: force a saga step to fail, for named sagas
-(`saga=saga7`, several joined by `+`) or for a `rate` of sagas. The stdio mode adds sagas at
-run time from the request flags, through `force`."""
+"""fail_STEP: force the saga step named STEP to fail, for named sagas (`saga=saga7`, several
+joined by `+`) or for a `rate` of sagas: `fail_payment:rate=0.1`, `fail_car:saga=trip-3`. Any
+step of any saga; the step must exist in the saga the fault runs on. The stdio mode and a
+scenario's `fail = [...]` add sagas at run time through `force`."""
 
 from __future__ import annotations
 
@@ -9,22 +10,39 @@ from typing import ClassVar
 
 import attrs
 
-from trio_saga.services import FORCED_REASONS
+from .base import Decision, Fault, SagaShape, one_of, probability
 
-from .base import Decision, Fault, probability
+PREFIX = "fail_"
 
 
 @attrs.define(kw_only=True)
 class ForcedFailure(Fault):
-    step: ClassVar[str] = "payment"
+    name: ClassVar[str] = "fail"
+    implied: ClassVar[frozenset[str]] = frozenset({"step"})
+    step: str
     saga: str | None = None
     rate: float = attrs.field(default=0.0, validator=probability)
     reason: str | None = None
     _sagas: set[str] = attrs.field(factory=set, init=False)
+    _default_reason: str = attrs.field(default="", init=False)
 
     def __attrs_post_init__(self) -> None:
-        if self.saga:
+        if not self.step:
+            raise ValueError("a forced failure names its step: fail_STEP")
+        if self.saga is not None:
             self._sagas.update(filter(None, self.saga.split("+")))
+            if not self._sagas:
+                raise ValueError("saga= names no saga (give saga ids joined by +)")
+        if self.reason is not None and not self.reason:
+            raise ValueError("reason= must not be empty")
+
+    @property
+    def spec_name(self) -> str:
+        return f"{PREFIX}{self.step}"
+
+    def bind(self, saga: SagaShape) -> None:
+        one_of("the step of fail_STEP (a step that can fail)", self.step, saga.fallible_steps)
+        self._default_reason = str(saga.step(self.step).reason)
 
     def force(self, saga_id: str) -> None:
         self._sagas.add(saga_id)
@@ -34,23 +52,5 @@ class ForcedFailure(Fault):
             return None
         if saga_id not in self._sagas and not (self.rate > 0 and rng.random() < self.rate):
             return None
-        reason = self.reason or FORCED_REASONS[step]
-        return Decision(kind=self.name, key=(step, saga_id), value=reason)
-
-
-@attrs.define(kw_only=True)
-class FailInventory(ForcedFailure):
-    name: ClassVar[str] = "fail_inventory"
-    step: ClassVar[str] = "inventory"
-
-
-@attrs.define(kw_only=True)
-class FailPayment(ForcedFailure):
-    name: ClassVar[str] = "fail_payment"
-    step: ClassVar[str] = "payment"
-
-
-@attrs.define(kw_only=True)
-class FailShipping(ForcedFailure):
-    name: ClassVar[str] = "fail_shipping"
-    step: ClassVar[str] = "shipping"
+        reason = self.reason or self._default_reason or f"{step}_failed"
+        return Decision(kind=self.spec_name, key=(step, saga_id), value=reason)

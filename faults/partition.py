@@ -13,7 +13,7 @@ import attrs
 
 from trio_saga.trace import US
 
-from .base import Decision, Fault, known_service, non_negative
+from .base import Decision, Fault, SagaShape, non_negative, one_of
 
 DIRECTIONS = ("both", "in", "out")
 MODES = ("drop", "hold")
@@ -30,11 +30,14 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[object, attrs.Attribute[str],
 @attrs.define(kw_only=True)
 class Partition(Fault):
     name: ClassVar[str] = "partition"
-    service: str = attrs.field(default="payment", validator=known_service)
+    service: str
     start: float = attrs.field(default=1.0, validator=non_negative)
     duration: float = attrs.field(default=5.0, validator=non_negative)
     direction: str = attrs.field(default="both", validator=_one_of(DIRECTIONS))
     mode: str = attrs.field(default="drop", validator=_one_of(MODES))
+
+    def bind(self, saga: SagaShape) -> None:
+        one_of("service", self.service, saga.service_names)
 
     def timeline(self, rng: random.Random) -> Sequence[Decision]:
         start_us = round(self.start * US)

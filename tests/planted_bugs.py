@@ -2,30 +2,35 @@
 shrink and replay to prove that they find, minimise and reproduce a real class of bug.
 
 This module owns the planted bugs and nothing else; it must never be imported by the library.
-The factories are module-level functions so that they pickle into explore's worker processes
-and a replay file can name them (`planted_bugs:double_charge_services`).
+Each planted bug is a saga definition: the shop with broken services (or a broken participant).
+The factories are module-level functions so that the definitions pickle into explore's worker
+processes, and a replay names a definition with `--saga-def planted_bugs:DOUBLE_CHARGE`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import attrs
 
-from trio_saga.events import (
-    Event,
+from trio_saga.events import Event
+from trio_saga.participant import (
+    Participant,
+    SagaService,
+    StepContext,
+)
+from trio_saga.shop import SHOP
+from trio_saga.shop.events import (
     InventoryReserved,
     ReservationAccepted,
     ReservationRefused,
     ReserveInventory,
 )
-from trio_saga.services import (
+from trio_saga.shop.services import (
     Inventory,
-    Participant,
     PaymentService,
-    SagaService,
     ShippingService,
-    StepContext,
 )
 
 
@@ -52,7 +57,7 @@ class EventIdPayment(PaymentService):
         return super().charge(event, ctx)
 
 
-def double_charge_services() -> list[SagaService]:
+def double_charge_services(state: Mapping[str, Any]) -> list[SagaService]:
     """The planted variant: with no fault it behaves; one duplicated or late client command
     charges a customer twice (invariant 4, seen first as invariant 2's wrong event list)."""
     return [RetryForgettingInventory(), EventIdPayment(), ShippingService()]
@@ -68,7 +73,7 @@ class InboxlessParticipant(Participant):
         return produced
 
 
-def guardless_payment_services() -> list[SagaService]:
+def guardless_payment_services(state: Mapping[str, Any]) -> list[SagaService]:
     """Correct services but for payment's per-saga guard: harmless behind an inbox, a double
     charge behind `InboxlessParticipant` as soon as one InventoryReserved arrives twice."""
     return [Inventory(), EventIdPayment(), ShippingService()]
@@ -84,5 +89,13 @@ class ExplodingShipping(ShippingService):
         return super().handle(event, ctx)
 
 
-def exploding_services() -> list[SagaService]:
+def exploding_services(state: Mapping[str, Any]) -> list[SagaService]:
     return [Inventory(), PaymentService(), ExplodingShipping()]
+
+
+DOUBLE_CHARGE = attrs.evolve(SHOP, services=double_charge_services, ref=None)
+GUARDLESS = attrs.evolve(SHOP, services=guardless_payment_services, ref=None)
+INBOXLESS = attrs.evolve(
+    SHOP, services=guardless_payment_services, participant=InboxlessParticipant, ref=None
+)
+EXPLODING = attrs.evolve(SHOP, services=exploding_services, ref=None)

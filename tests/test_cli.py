@@ -73,7 +73,16 @@ def test_a_passing_scenario_exits_0_with_its_summary() -> None:
     assert out.startswith("happy-path (seed 1)\n")
     assert "  completed       20  (expected 20)" in out
     assert "faults     none" in out
-    assert "[  ok] 4. money is conserved" in out
+    assert "[  ok] 5. money is conserved" in out
+    shown = [line.strip() for line in out.splitlines() if line.startswith("  [")]
+    assert shown == [
+        "[  ok] 1. every saga ends",
+        "[  ok] 2. outcome matches events",
+        "[  ok] 3. no effect without its cause",
+        "[  ok] 4. stock is conserved",
+        "[  ok] 5. money is conserved",
+    ]
+    assert "saga       " not in out  # the shop is the default saga: not named
     assert re.search(r"^time       [\d.]+s virtual, [\d.]+s wall", out, re.M)
     assert out.rstrip().endswith("result     PASS")
 
@@ -118,10 +127,22 @@ def test_bad_usage_exits_2_with_one_line(args: list[str], fragment: str) -> None
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        ('description = "x"\nfaults = ["drop:p=2"]\n[[sagas]]\ncount = 1\n', "p must be between"),
+        (
+            'description = "x"\nfaults = ["drop:p=2"]\n[[sagas]]\ncount = 1\n'
+            "[expect]\ncompleted = 1\n",
+            "p must be between",
+        ),
         ('description = "x"\n', "missing 'sagas'"),
         ('description = "x"\nseed = \n', "scenario broken: not valid TOML"),
-        ('description = "x"\n[[sagas]]\ncount = 1\nfail = ["billing"]\n', "unknown step"),
+        (
+            'description = "x"\n[[sagas]]\ncount = 1\nfail = ["billing"]\n[expect]\nfailed = 1\n',
+            "no step 'billing'",
+        ),
+        ('description = "x"\n[[sagas]]\ncount = 1\n', "missing [expect]"),
+        (
+            'description = "x"\n[[sagas]]\ncount = 2\n[expect]\ncompleted = 1\n',
+            "[expect] counts add up to 1, but the scenario starts 2 sagas",
+        ),
     ],
 )
 def test_a_broken_scenario_file_exits_2(tmp_path: Path, text: str, fragment: str) -> None:

@@ -7,8 +7,9 @@ import re
 
 import pytest
 
-from trio_saga.diagram import DEFAULT_MAX_SAGAS, PARTICIPANTS, mermaid
+from trio_saga.diagram import DEFAULT_MAX_SAGAS, mermaid, participants
 from trio_saga.scenario import Scenario
+from trio_saga.shop import SHOP
 from trio_saga.simulation import SimulationResult, simulate
 from trio_saga.trace import Record
 
@@ -16,6 +17,9 @@ ARROW = re.compile(r"^    (\w+)(->>|-->>|-x|--x)(\w+): [^;#\n]+$")
 NOTE = re.compile(r"^    Note over (\w+)(?:,(\w+))?: [^;#\n]+$")
 PARTICIPANT = re.compile(r"^    participant (\w+)(?: as [\w ]+)?$")
 COMMENT = re.compile(r"^    %%.*$")
+
+#: Declared first, in this order: the client, the bus, then the shop's services by step.
+PARTICIPANTS = participants(SHOP)
 
 
 def rec(seq: int, kind: str, node: str = "", saga: str = "", event: str = "", **kw: str) -> Record:
@@ -53,6 +57,10 @@ def check_syntax(text: str) -> None:
             continue
         names = [match.group(1), match.group(3) if match.re is ARROW else match.group(2)]
         assert {n for n in names if n} <= set(declared), line
+
+
+def test_the_participants_come_from_the_saga_in_step_order() -> None:
+    assert PARTICIPANTS == ("client", "bus", "inventory", "payment", "shipping")
 
 
 def test_one_completed_saga_reads_like_the_choreography() -> None:

@@ -12,8 +12,12 @@ from hypothesis import strategies as st
 
 from trio_saga.errors import MalformedRequest
 from trio_saga.events import (
-    EVENT_TYPES,
     Event,
+    amount_to_cents,
+    cents_to_amount,
+)
+from trio_saga.shop.events import (
+    EVENT_TYPES,
     InventoryReleased,
     InventoryReservationFailed,
     InventoryReserved,
@@ -23,8 +27,6 @@ from trio_saga.events import (
     ReserveInventory,
     ShipmentCreated,
     ShipmentFailed,
-    amount_to_cents,
-    cents_to_amount,
 )
 
 GOOD = {"saga_id": "saga42", "sku": "abc123", "quantity": 2}
@@ -32,7 +34,7 @@ GOOD = {"saga_id": "saga42", "sku": "abc123", "quantity": 2}
 SAGA_ID_TEXT = "field 'saga_id' must be a non-empty string"
 SKU_TEXT = "field 'sku' must be a non-empty string"
 QUANTITY_TEXT = "field 'quantity' must be a positive integer"
-AMOUNT_TEXT = "field 'amount' must be a non-negative number"
+AMOUNT_TEXT = "field 'amount' must be a number from 0 to 100,000,000,000"
 
 
 _MISSING: Any = object()  # a field left out of the body altogether

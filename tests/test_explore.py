@@ -32,14 +32,17 @@ from trio_saga.explore import (
     outcome_matrix,
     run_seed,
 )
-from trio_saga.oracle import INVARIANTS
+from trio_saga.oracle import number_of
+from trio_saga.saga import EVERY_SAGA_ENDS
 from trio_saga.scenario import Scenario
-from trio_saga.shrink import ReplayFile, Variant, violation_of
+from trio_saga.shop import SHOP
+from trio_saga.shop.checks import MONEY
+from trio_saga.shrink import ReplayFile, violation_of
 from trio_saga.swarm import FEATURES, swarm_faults
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_SCENARIOS = REPO / "tests" / "scenarios"
-BUGGY = planted_bugs.double_charge_services
+BUGGY = planted_bugs.DOUBLE_CHARGE
 
 
 @pytest.fixture(autouse=True)
@@ -67,7 +70,10 @@ def test_a_swarm_mix_is_a_function_of_the_seed_alone() -> None:
     assert mixes == [swarm_faults(seed, 3.0) for seed in range(200)]
     assert len(set(mixes)) > 190  # each seed its own mix
     names = [spec.partition(":")[0] for mix in mixes for spec in mix]
-    for feature, _ in FEATURES:
+    # Forced failures are drawn per step of the saga, not among the fixed features.
+    forced = [f"fail_{step}" for step in SHOP.step_names]
+    assert forced == ["fail_inventory", "fail_payment", "fail_shipping"]
+    for feature in [*(feature for feature, _ in FEATURES), *forced]:
         name = "crash" if feature.startswith("crash") else feature
         runs_with = sum(1 for mix in mixes if any(s.startswith(name + ":") for s in mix))
         # Swarm testing needs every feature both on and off in a fair share of runs.
@@ -95,13 +101,13 @@ def test_a_swarm_mix_is_the_same_in_another_process_and_hash_seed() -> None:
 def test_swarm_runs_record_their_mix_and_rerun_identically() -> None:
     result = explore("retries", 6, swarm=True, digests=True)
     scenario = Scenario.load("retries")
-    job = Job(scenario=scenario, swarm=True, digests=True)
+    job = Job(scenario=scenario, saga=scenario.saga, swarm=True, digests=True)
     for run in result.runs:
         assert run.faults == job.faults(run.seed) == swarm_faults(run.seed, 1.0)
         assert run_seed(job, run.seed) == run
         # The recorded specs are all it takes: the plain scenario API re-runs the same run.
-        plain = run_seed(Job(scenario=attrs.evolve(scenario, faults=run.faults), digests=True),
-                         run.seed)  # fmt: skip
+        plain = run_seed(Job(scenario=attrs.evolve(scenario, faults=run.faults),
+                             saga=scenario.saga, digests=True), run.seed)  # fmt: skip
         assert plain == run
     assert {run.faults for run in result.runs} != {scenario.faults}
 
@@ -112,7 +118,7 @@ def test_swarm_runs_record_their_mix_and_rerun_identically() -> None:
 def test_the_planted_bug_is_found_shrunk_and_its_replay_file_reproduces_it(
     tmp_path: Path,
 ) -> None:
-    result = explore("retries", 200, services=BUGGY, max_shrinks=2, out=tmp_path)
+    result = explore("retries", 200, saga=BUGGY, max_shrinks=2, out=tmp_path)
     assert result.failing, "explore missed the planted double charge in 200 seeds"
     first = result.failing[0]
     replay = result.replays[first.seed]
@@ -125,48 +131,44 @@ def test_the_planted_bug_is_found_shrunk_and_its_replay_file_reproduces_it(
     path = result.paths[first.seed]
     loaded = ReplayFile.load(path)
     assert loaded == replay
-    assert loaded.variant == {"services": "planted_bugs:double_charge_services"}
-    again = loaded.run()
+    assert loaded.saga == "planted_bugs:DOUBLE_CHARGE"
+    again = loaded.run(BUGGY)
     assert violation_of(again, loaded.invariant) is not None
-    assert any(v.invariant == 4 and "charged 2 times" in v.detail for v in again.violations)
+    assert any(v.invariant == MONEY and "charged 2 times" in v.detail for v in again.violations)
     # The same decisions on the correct system break nothing: the bug, not the fault, is it.
-    assert loaded.run(Variant()).violations == []
+    assert loaded.run(SHOP).violations == []
 
-    # And from the command line, with the planted module importable.
-    done = run_py("replay", str(path), pythonpath=REPO / "tests")
+    # And from the command line, naming the planted saga, with its module importable.
+    named = ("--saga-def", "planted_bugs:DOUBLE_CHARGE")
+    done = run_py("replay", str(path), *named, pythonpath=REPO / "tests")
     assert done.returncode == 1, done.stderr
-    assert f"[FAIL] {loaded.invariant}. {INVARIANTS[loaded.invariant]}" in done.stdout
-    assert f"invariant {loaded.invariant} violated again" in done.stdout
+    number = number_of(BUGGY, loaded.invariant)
+    assert f"[FAIL] {number}. {loaded.invariant}" in done.stdout
+    assert f"invariant {number} ({loaded.invariant}) violated again" in done.stdout
     assert "trace identical to the recorded one" in done.stdout
-    # Without it, the file names a variant that cannot be loaded: a usage error, not a crash.
-    assert_usage_error(run_py("replay", str(path)), "planted_bugs")
+    # A replay file never imports the code it names by itself: a usage error, not a crash.
+    assert_usage_error(
+        run_py("replay", str(path), pythonpath=REPO / "tests"), "planted_bugs", "--saga-def"
+    )
+    # Named, but not importable: a usage error too.
+    assert_usage_error(run_py("replay", str(path), *named), "planted_bugs")
 
     text = format_explore(result)
-    assert f"python run.py replay {path}" in text
+    assert f"python run.py replay {path} --saga-def planted_bugs:DOUBLE_CHARGE" in text
     assert "shrunk" in text
 
 
 def test_a_planted_participant_without_its_inbox_is_found_too(tmp_path: Path) -> None:
-    result = explore(
-        "retries",
-        200,
-        services=planted_bugs.guardless_payment_services,
-        participant=planted_bugs.InboxlessParticipant,
-        max_shrinks=1,
-        out=tmp_path,
-    )
+    result = explore("retries", 200, saga=planted_bugs.INBOXLESS, max_shrinks=1, out=tmp_path)
     assert result.failing
     replay = ReplayFile.load(result.paths[result.failing[0].seed])
     assert replay.shrunk
     assert replay.decisions is not None
     assert 1 <= len(replay.decisions) <= 3
-    assert replay.variant == {
-        "services": "planted_bugs:guardless_payment_services",
-        "participant": "planted_bugs:InboxlessParticipant",
-    }
-    assert violation_of(replay.run(), replay.invariant) is not None
+    assert replay.saga == "planted_bugs:INBOXLESS"
+    assert violation_of(replay.run(planted_bugs.INBOXLESS), replay.invariant) is not None
     # Behind a real inbox the same payment service is safe over the same seeds.
-    assert not explore("retries", 200, services=planted_bugs.guardless_payment_services).failing
+    assert not explore("retries", 200, saga=planted_bugs.GUARDLESS).failing
 
 
 def test_the_correct_system_passes_the_same_seeds() -> None:
@@ -178,16 +180,16 @@ def test_the_correct_system_passes_the_same_seeds() -> None:
 
 
 def test_two_jobs_give_the_same_runs_as_one() -> None:
-    one = explore("retries", 40, 1, services=BUGGY, digests=True, shrink_failures=False)
-    two = explore("retries", 40, 2, services=BUGGY, digests=True, shrink_failures=False)
+    one = explore("retries", 40, 1, saga=BUGGY, digests=True, shrink_failures=False)
+    two = explore("retries", 40, 2, saga=BUGGY, digests=True, shrink_failures=False)
     assert [r.seed for r in two.runs] == list(range(40))
     assert two.runs == one.runs  # counts, faults, violations, decisions and trace digests
     assert one.failing, "the comparison should cover failing runs and their decisions"
 
 
 def test_two_jobs_shrink_to_the_same_replay_files(tmp_path: Path) -> None:
-    one = explore("retries", 30, 1, services=BUGGY, out=tmp_path / "one", max_shrinks=2)
-    two = explore("retries", 30, 2, services=BUGGY, out=tmp_path / "two", max_shrinks=2)
+    one = explore("retries", 30, 1, saga=BUGGY, out=tmp_path / "one", max_shrinks=2)
+    two = explore("retries", 30, 2, saga=BUGGY, out=tmp_path / "two", max_shrinks=2)
     assert one.replays
     assert one.replays == two.replays
 
@@ -221,7 +223,7 @@ def summary(seed: int, faults: dict[str, int], violated: bool = False, **counts:
         faults=(),
         counts={"completed": 0, "compensated": 0, "failed": 0, "stuck": 0, **counts},
         fault_counts=faults,
-        violations=((1, "saga-1", "stuck"),) if violated else (),
+        violations=((EVERY_SAGA_ENDS, "saga-1", "stuck"),) if violated else (),
         decisions=() if violated else None,
         virtual_us=0,
         trace_lines=0,
@@ -279,10 +281,13 @@ def test_run_py_explore_reports_the_matrix_and_the_failing_seeds(tmp_path: Path)
     assert re.search(r"[0-9.]+ runs/s", text)
     assert "FAIL: 3 of 3 runs violated an invariant" in text
     for seed in range(3):
-        assert f"python run.py replay {out / f'cut-short-seed{seed}.json'}" in text
+        # the shop ships with trio-saga: its replay needs no --saga-def
+        command = f"python run.py replay {out / f'cut-short-seed{seed}.json'}"
+        assert re.search(rf"^    {re.escape(command)}$", text, re.M), text
     # Shrunk to the one decision that matters: the partition that outlasts max_time.
     saved = json.loads((out / "cut-short-seed0.json").read_text())
-    assert saved["invariant"] == 1
+    assert saved["invariant"] == "every saga ends"
+    assert saved["saga"] == "trio_saga.shop:SHOP"
     assert [d["kind"] for d in saved["decisions"]] == ["partition"]
     assert report.read_text().startswith("<!doctype html>")
 
@@ -293,14 +298,14 @@ def test_run_py_explore_reports_the_matrix_and_the_failing_seeds(tmp_path: Path)
     )  # fmt: skip
     assert replayed.returncode == 1, replayed.stderr
     assert "[FAIL] 1. every saga ends" in replayed.stdout
-    assert "invariant 1 violated again" in replayed.stdout
+    assert "invariant 1 (every saga ends) violated again" in replayed.stdout
     assert "trace identical to the recorded one" in replayed.stdout
     lines = files["t.jsonl"].read_text().splitlines()
     assert json.loads(lines[0])["seq"] == 0
     assert any('"kind":"partition"' in line for line in lines)
     diagram = files["d.mmd"].read_text()
     assert diagram.startswith("sequenceDiagram")
-    assert saved["saga"] in diagram  # it follows the saga that broke the invariant
+    assert saved["saga_id"] in diagram  # it follows the saga that broke the invariant
     assert "partition" in diagram.lower()
     assert files["r.html"].read_text().startswith("<!doctype html>")
 
@@ -372,7 +377,7 @@ def test_run_py_explore_and_replay_usage_errors(tmp_path: Path) -> None:
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_a_handler_that_raises_names_the_seed_instead_of_a_traceback(jobs: int) -> None:
     with pytest.raises(RunCrashed) as raised:
-        explore("retries", 4, jobs, services=planted_bugs.exploding_services)
+        explore("retries", 4, jobs, saga=planted_bugs.EXPLODING)
     assert str(raised.value).startswith(
         "seed 0 of retries: the run raised KeyError: 'no carrier for saga-3'"
     )

@@ -3,11 +3,13 @@ plugin's decisions from a seeded RNG, and recording / replaying decisions."""
 
 from __future__ import annotations
 
+import functools
 import random
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -21,17 +23,16 @@ from faults import (
     Delay,
     Drop,
     Duplicate,
-    FailInventory,
-    FailPayment,
-    FailShipping,
     Fault,
     FaultInjector,
     FaultSpecError,
+    ForcedFailure,
     Partition,
     Reorder,
     Transmission,
     parse_fault,
 )
+from trio_saga.shop import SHOP
 from trio_saga.trace import US
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,9 +74,6 @@ def test_every_plugin_is_registered_under_its_name() -> None:
         "delay",
         "drop",
         "duplicate",
-        "fail_inventory",
-        "fail_payment",
-        "fail_shipping",
         "partition",
         "reorder",
     ]
@@ -100,17 +98,18 @@ def test_every_plugin_is_registered_under_its_name() -> None:
             "partition:service=shipping,start=2,duration=3,direction=in,mode=hold",
             Partition(service="shipping", start=2.0, duration=3.0, direction="in", mode="hold"),
         ),
-        ("crash:at=2.5", Crash(at=2.5)),
+        ("crash:service=payment,at=2.5", Crash(service="payment", at=2.5)),
         (
             "crash:service=payment,after=PaymentCharged,downtime=0.5,times=2,p=0.5",
             Crash(service="payment", after="PaymentCharged", downtime=0.5, times=2, p=0.5),
         ),
-        ("fail_inventory:saga=saga-1", FailInventory(saga="saga-1")),
+        ("fail_inventory:saga=saga-1", ForcedFailure(step="inventory", saga="saga-1")),
         (
             "fail_payment:rate=0.5,reason=card_declined",
-            FailPayment(rate=0.5, reason="card_declined"),
+            ForcedFailure(step="payment", rate=0.5, reason="card_declined"),
         ),
-        ("fail_shipping:saga=a+b", FailShipping(saga="a+b")),
+        ("fail_shipping:saga=a+b", ForcedFailure(step="shipping", saga="a+b")),
+        ("fail_car:rate=0.1", ForcedFailure(step="car", rate=0.1)),
         ("  drop:p=0.5 , start=1  ", Drop(p=0.5, start=1.0)),
     ],
 )
@@ -126,7 +125,7 @@ def test_parse_fault(spec: str, expected: Fault) -> None:
         (
             "nope",
             "unknown fault 'nope' in 'nope' (known: crash, delay, drop, duplicate,"
-            " fail_inventory, fail_payment, fail_shipping, partition, reorder)",
+            " partition, reorder, fail_STEP)",
         ),
         ("", "empty fault spec ''"),
         ("drop:q=1", "fault spec 'drop:q=1': unknown parameter 'q' (takes start, end, p)"),
@@ -149,25 +148,20 @@ def test_parse_fault(spec: str, expected: Fault) -> None:
             "fault spec 'drop:start=5,end=1': end must be after start, got start=5.0, end=1.0",
         ),
         (
-            "crash:at=1,times=0",
-            "fault spec 'crash:at=1,times=0': times must be at least 1, got 0",
+            "crash:service=payment,at=1,times=0",
+            "fault spec 'crash:service=payment,at=1,times=0': times must be at least 1, got 0",
+        ),
+        ("crash:at=1", "fault spec 'crash:at=1': service= is required"),
+        ("partition:start=1", "fault spec 'partition:start=1': service= is required"),
+        ("fail_payment", "fault spec 'fail_payment' can never act: give saga=ID[+ID...] or rate=P"),
+        (
+            "fail_payment:saga=",
+            "fault spec 'fail_payment:saga=': saga= names no saga (give saga ids joined by +)",
         ),
         (
-            "crash:service=paymnt,at=1",
-            "fault spec 'crash:service=paymnt,at=1': service must be one of inventory, payment,"
-            " shipping, got 'paymnt'",
-        ),
-        (
-            "partition:service=bus",
-            "fault spec 'partition:service=bus': service must be one of inventory, payment,"
-            " shipping, got 'bus'",
-        ),
-        (
-            "crash:after=PaymentCharge",
-            "fault spec 'crash:after=PaymentCharge': after must be an event type"
-            " (InventoryReserved, InventoryReservationFailed, PaymentCharged, PaymentFailed,"
-            " ShipmentCreated, ShipmentFailed, PaymentRefunded, InventoryReleased),"
-            " got 'PaymentCharge'",
+            "fail_:rate=1",
+            "unknown fault 'fail_' in 'fail_:rate=1' (known: crash, delay, drop,"
+            " duplicate, partition, reorder, fail_STEP)",
         ),
         ("drop:p=1.5", "fault spec 'drop:p=1.5': p must be between 0 and 1, got 1.5"),
         ("delay:p=-0.1", "fault spec 'delay:p=-0.1': p must be between 0 and 1, got -0.1"),
@@ -188,25 +182,37 @@ def test_parse_fault(spec: str, expected: Fault) -> None:
             "fault spec 'duplicate:copies=0': copies must be at least 1, got 0",
         ),
         (
-            "partition:direction=up",
-            "fault spec 'partition:direction=up': direction must be one of both, in, out, got 'up'",
+            "partition:service=payment,direction=up",
+            "fault spec 'partition:service=payment,direction=up': direction must be one of"
+            " both, in, out, got 'up'",
         ),
         (
-            "partition:mode=lose",
-            "fault spec 'partition:mode=lose': mode must be one of drop, hold, got 'lose'",
+            "partition:service=payment,mode=lose",
+            "fault spec 'partition:service=payment,mode=lose': mode must be one of drop, hold,"
+            " got 'lose'",
         ),
-        ("crash", "fault spec 'crash': give exactly one of at=SECONDS or after=EVENT_TYPE"),
         (
-            "crash:at=1,after=PaymentCharged",
-            "fault spec 'crash:at=1,after=PaymentCharged': give exactly one of at=SECONDS or"
+            "crash:service=payment",
+            "fault spec 'crash:service=payment': give exactly one of at=SECONDS or"
             " after=EVENT_TYPE",
         ),
-        ("crash:at=-1", "fault spec 'crash:at=-1': at must be a time in seconds, got -1.0"),
-        ("crash:at=inf", "fault spec 'crash:at=inf': at must be a time in seconds, got inf"),
         (
-            "crash:after=PaymentCharged,downtime=-1",
-            "fault spec 'crash:after=PaymentCharged,downtime=-1': downtime must not be negative,"
-            " got -1.0",
+            "crash:service=payment,at=1,after=PaymentCharged",
+            "fault spec 'crash:service=payment,at=1,after=PaymentCharged': give exactly one of"
+            " at=SECONDS or after=EVENT_TYPE",
+        ),
+        (
+            "crash:service=payment,at=-1",
+            "fault spec 'crash:service=payment,at=-1': at must be a time in seconds, got -1.0",
+        ),
+        (
+            "crash:service=payment,at=inf",
+            "fault spec 'crash:service=payment,at=inf': at must be a time in seconds, got inf",
+        ),
+        (
+            "crash:service=payment,after=PaymentCharged,downtime=-1",
+            "fault spec 'crash:service=payment,after=PaymentCharged,downtime=-1': downtime must"
+            " not be negative, got -1.0",
         ),
     ],
 )
@@ -217,6 +223,40 @@ def test_bad_spec_is_a_one_line_fault_spec_error(spec: str, message: str) -> Non
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            "crash:service=paymnt,at=1",
+            "fault 'crash:service=paymnt,at=1': service must be one of inventory, payment,"
+            " shipping, got 'paymnt'",
+        ),
+        (
+            "partition:service=bus",
+            "fault 'partition:service=bus': service must be one of inventory, payment,"
+            " shipping, got 'bus'",
+        ),
+        (
+            "crash:service=payment,after=PaymentCharge",
+            "fault 'crash:service=payment,after=PaymentCharge': after (an event type of the"
+            " saga) must be one of InventoryReserved, PaymentCharged, ShipmentCreated,"
+            " InventoryReservationFailed, PaymentFailed, ShipmentFailed, InventoryReleased,"
+            " PaymentRefunded, got 'PaymentCharge'",
+        ),
+        (
+            "fail_car:rate=0.5",
+            "fault 'fail_car:rate=0.5': the step of fail_STEP (a step that can fail) must be one"
+            " of inventory, payment, shipping, got 'car'",
+        ),
+    ],
+)
+def test_names_in_a_spec_are_checked_against_the_saga(spec: str, message: str) -> None:
+    fault = parse_fault(spec)  # the syntax is fine: only the saga knows its names
+    with pytest.raises(FaultSpecError) as caught:
+        FaultInjector(faults=[fault], saga=SHOP)
+    assert str(caught.value) == message
+
+
 ROUND_TRIP = [
     "drop",
     "drop:p=0.3,start=1,end=4",
@@ -225,11 +265,12 @@ ROUND_TRIP = [
     "duplicate:p=1,copies=2",
     "reorder:window=0.05",
     "partition:service=inventory,start=0.5,duration=10,direction=out,mode=hold",
-    "crash:at=3",
+    "crash:service=payment,at=3",
     "crash:service=shipping,after=ShipmentCreated,downtime=2,times=3",
     "fail_inventory:saga=s1+s2",
     "fail_payment:rate=0.1",
-    "fail_shipping:reason=lost_parcel",
+    "fail_shipping:rate=1,reason=lost_parcel",
+    "fail_car:saga=trip-1",
 ]
 
 
@@ -245,8 +286,11 @@ def test_describe_round_trips_through_parse_fault(spec: str) -> None:
 def test_describe_omits_defaults() -> None:
     assert Drop().describe() == "drop"
     assert Drop(p=0.5).describe() == "drop:p=0.5"
-    assert Crash(after="PaymentCharged").describe() == "crash:after=PaymentCharged"
-    assert Partition(start=2.0).describe() == "partition:start=2"
+    assert (
+        Crash(service="payment", after="PaymentCharged").describe()
+        == "crash:service=payment,after=PaymentCharged"
+    )
+    assert Partition(service="payment", start=2.0).describe() == "partition:service=payment,start=2"
 
 
 @given(
@@ -368,13 +412,14 @@ def test_crash_after_commit_only_for_its_service_and_event_at_most_times() -> No
 
 
 def test_crash_after_commit_with_p_0_never_fires() -> None:
-    crash = Crash(after="PaymentCharged", p=0.0, times=100)
+    crash = Crash(service="payment", after="PaymentCharged", p=0.0, times=100)
     assert all(crash.on_commit(commit(), random.Random(n)) is None for n in range(50))
 
 
 def test_forced_failure_for_named_sagas() -> None:
     rng = random.Random(0)
-    fail = FailPayment(saga="a+b")
+    fail = ForcedFailure(step="payment", saga="a+b")
+    fail.bind(SHOP)
     assert fail.on_step("payment", "a", rng) == Decision(
         kind="fail_payment", key=("payment", "a"), value="insufficient_funds"
     )
@@ -385,16 +430,23 @@ def test_forced_failure_for_named_sagas() -> None:
     assert fail.on_step("payment", "c", rng) is not None
 
 
+def fail(step: str, **params: Any) -> ForcedFailure:
+    made = ForcedFailure(step=step, **params)
+    made.bind(SHOP)
+    return made
+
+
 @pytest.mark.parametrize(
-    ("cls", "step", "reason"),
+    ("step", "reason"),
     [
-        (FailInventory, "inventory", "inventory_unavailable"),
-        (FailPayment, "payment", "insufficient_funds"),
-        (FailShipping, "shipping", "carrier_unavailable"),
+        ("inventory", "inventory_unavailable"),
+        ("payment", "insufficient_funds"),
+        ("shipping", "carrier_unavailable"),
     ],
 )
-def test_forced_failure_rate_and_reason(cls: type[FailPayment], step: str, reason: str) -> None:
+def test_forced_failure_rate_and_reason(step: str, reason: str) -> None:
     rng = random.Random(5)
+    cls = functools.partial(fail, step)
     always = cls(rate=1.0)
     assert always.on_step(step, "x", rng) == Decision(
         kind=f"fail_{step}", key=(step, "x"), value=reason
@@ -431,7 +483,7 @@ def mixed_faults() -> list[Fault]:
             "reorder:window=0.3",
             "partition:service=payment,start=1,duration=2",
             "crash:at=4,service=shipping",
-            "crash:after=PaymentCharged,times=2,p=0.5",
+            "crash:service=payment,after=PaymentCharged,times=2,p=0.5",
             "fail_shipping:rate=0.3",
         )
     ]

@@ -5,28 +5,40 @@ correct system over the same seeds is clean."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import attrs
 import pytest
 
 from faults import parse_fault
-from trio_saga.events import (
-    Event,
+from trio_saga.events import Event
+from trio_saga.oracle import FinishedRun, check, check_saga, describe, judge, number_of
+from trio_saga.participant import (
+    Participant,
+    SagaService,
+    StepContext,
+)
+from trio_saga.saga import (
+    EVERY_SAGA_ENDS,
+    NO_EFFECT_WITHOUT_CAUSE,
+    OUTCOME_MATCHES_EVENTS,
+    SagaDefinition,
+    Violation,
+)
+from trio_saga.saga_log import SagaLog, SagaRecord
+from trio_saga.shop import SHOP
+from trio_saga.shop.checks import MONEY, STOCK, money_is_conserved, stock_is_conserved
+from trio_saga.shop.events import (
     InventoryReserved,
     PaymentCharged,
     ReserveInventory,
     ShipmentCreated,
 )
-from trio_saga.oracle import INVARIANTS, Violation, check, check_money, check_saga, check_stock
-from trio_saga.saga_log import SagaLog, SagaRecord
-from trio_saga.services import (
+from trio_saga.shop.services import (
     Inventory,
-    Participant,
     PaymentService,
-    SagaService,
     ShippingService,
-    StepContext,
 )
 from trio_saga.simulation import SagaOrder, Simulation, SimulationResult, orders, simulate
 from trio_saga.trace import Trace
@@ -79,24 +91,36 @@ class CarelessShipping(ShippingService):
         return super().handle(event, ctx)
 
 
-def broken_payment() -> list[SagaService]:
+def broken_payment(state: Mapping[str, Any]) -> list[SagaService]:
     return [Inventory(), BrokenPayment(), ShippingService()]
 
 
-def careless_shipping() -> list[SagaService]:
+def careless_shipping(state: Mapping[str, Any]) -> list[SagaService]:
     return [Inventory(), PaymentService(), CarelessShipping()]
 
 
-def found(result: SimulationResult) -> list[tuple[int, str | None, str]]:
+# A broken system is a different saga: the shop with broken services or participant.
+BROKEN_PAYMENT = attrs.evolve(SHOP, services=broken_payment, ref=None)
+BROKEN_PAYMENT_INBOXLESS = attrs.evolve(BROKEN_PAYMENT, participant=InboxlessParticipant)
+INBOXLESS = attrs.evolve(SHOP, participant=InboxlessParticipant, ref=None)
+CARELESS_INBOXLESS = attrs.evolve(
+    SHOP, services=careless_shipping, participant=InboxlessParticipant, ref=None
+)
+
+ENDS, MATCHES, CAUSE = EVERY_SAGA_ENDS, OUTCOME_MATCHES_EVENTS, NO_EFFECT_WITHOUT_CAUSE
+
+
+def found(result: SimulationResult) -> list[tuple[str, str | None, str]]:
     return [(v.invariant, v.saga_id, v.detail) for v in result.violations]
 
 
 def evidence_lines(result: SimulationResult, violation: Violation) -> list[dict[str, object]]:
     """The trace lines a violation's description shows, parsed back."""
-    lines = violation.describe(result.trace).splitlines()
+    lines = describe(violation, result.saga, result.trace).splitlines()
+    number = number_of(result.saga, violation.invariant)
     assert (
         lines[0]
-        == f"invariant {violation.invariant} ({violation.name}) violated: "
+        == f"invariant {number} ({violation.invariant}) violated: "
         + (f"saga {violation.saga_id}: " if violation.saga_id else "")
         + violation.detail
     )
@@ -114,22 +138,29 @@ def test_a_non_idempotent_payment_without_inbox_is_caught_charging_twice(seed: i
             orders=orders(3),
             faults=[parse_fault("duplicate:p=1")],
             seed=seed,
-            services=broken_payment,
-            participant=InboxlessParticipant,
+            saga=BROKEN_PAYMENT_INBOXLESS,
         )
     )
     events = "[InventoryReserved, PaymentCharged, PaymentCharged, ShipmentCreated]"
-    expected: list[tuple[int, str | None, str]] = []
-    for saga in ("saga-1", "saga-2", "saga-3"):
+    sagas = ("saga-1", "saga-2", "saga-3")
+    expected: list[tuple[str, str | None, str]] = []
+    for saga in sagas:
         expected += [
-            (2, saga, f"completed but its events are {events}"),
-            (4, saga, "charged 2 times"),
+            (MATCHES, saga, f"completed but its events are {events}"),
+            (MATCHES, saga, "PaymentCharged published 2 times"),
         ]
+    # the per-saga invariants for every saga first, then the shop's own checks
+    expected += [(MONEY, saga, "charged 2 times") for saga in sagas]
     expected.append(
-        (4, None, "charged 599.94 - refunded 0.00 = 599.94, but completed sagas account for 299.97")
+        (
+            MONEY,
+            None,
+            "charged 599.94 - refunded 0.00 = 599.94, but completed sagas account for 299.97",
+        )
     )
     assert found(result) == expected
-    double = result.violations[1]
+    double = result.violations[6]
+    assert (double.invariant, double.saga_id) == (MONEY, "saga-1")
     shown = evidence_lines(result, double)
     charges = [line for line in shown if line.get("event") == "PaymentCharged"]
     assert [(c["kind"], c["node"], c["saga"]) for c in charges] == [
@@ -151,7 +182,7 @@ def test_the_inbox_alone_saves_the_broken_payment_from_duplicates() -> None:
                 orders=orders(3),
                 faults=[parse_fault("duplicate:p=1")],
                 seed=seed,
-                services=broken_payment,
+                saga=BROKEN_PAYMENT,
             )
         )
         assert result.violations == []
@@ -166,7 +197,7 @@ def test_the_services_records_alone_save_an_inboxless_system() -> None:
                 orders=orders(3),
                 faults=[parse_fault("duplicate:p=1")],
                 seed=seed,
-                participant=InboxlessParticipant,
+                saga=INBOXLESS,
             )
         )
         assert result.violations == []
@@ -182,18 +213,17 @@ def test_shipping_after_a_refund_is_caught() -> None:
         Simulation(
             orders=[SagaOrder(saga_id="saga-1", fail=frozenset({"shipping"}))],
             faults=[parse_fault("crash:service=shipping,after=ShipmentFailed")],
-            services=careless_shipping,
-            participant=InboxlessParticipant,
+            saga=CARELESS_INBOXLESS,
         )
     )
     assert found(result) == [
         (
-            2,
+            MATCHES,
             "saga-1",
             "compensated but its events are [InventoryReserved, PaymentCharged, ShipmentFailed,"
             " PaymentRefunded, InventoryReleased, ShipmentCreated]",
         ),
-        (5, "saga-1", "ShipmentCreated after PaymentRefunded"),
+        (CAUSE, "saga-1", "ShipmentCreated after PaymentRefunded"),
     ]
     shown = evidence_lines(result, result.violations[1])
     published = [(line["kind"], line["event"]) for line in shown if line["kind"] == "publish"]
@@ -211,16 +241,15 @@ def test_a_duplicated_charge_reaching_careless_shipping_is_caught() -> None:
         Simulation(
             orders=[SagaOrder(saga_id="saga-1", fail=frozenset({"shipping"}))],
             faults=[parse_fault("duplicate:p=1")],
-            services=careless_shipping,
-            participant=InboxlessParticipant,
+            saga=CARELESS_INBOXLESS,
         )
     )
-    assert (2, "saga-1") in [(v.invariant, v.saga_id) for v in result.violations]
+    assert (MATCHES, "saga-1") in [(v.invariant, v.saga_id) for v in result.violations]
     record = result.saga_log.get("saga-1")
     assert record is not None
     assert record.types.index("ShipmentCreated") > record.types.index("ShipmentFailed")
     # the refund went out too, so the money no longer adds up for a "completed" saga
-    assert any(v.invariant == 4 and v.saga_id is None for v in result.violations)
+    assert any(v.invariant == MONEY and v.saga_id is None for v in result.violations)
 
 
 # -- (d) the correct system over the same runs --------------------------------------------------
@@ -278,22 +307,22 @@ SC, SF = "ShipmentCreated", "ShipmentFailed"
     ids=["completed", "compensated-at-payment", "compensated-at-shipping", "failed"],
 )
 def test_check_saga_accepts_every_allowed_outcome(made: SagaRecord) -> None:
-    assert check_saga(made) == []
+    assert check_saga(SHOP, made) == []
 
 
 @pytest.mark.parametrize(
     ("made", "expected"),
     [
-        (record("in_progress"), [(1, "stuck in progress after nothing")]),
+        (record("in_progress"), [(ENDS, "stuck in progress after nothing")]),
         (
             record("in_progress", IR, PC),
-            [(1, "stuck in progress after [InventoryReserved, PaymentCharged]")],
+            [(ENDS, "stuck in progress after [InventoryReserved, PaymentCharged]")],
         ),
         (
             record("completed", IR, PC, SC, PR),
             [
                 (
-                    2,
+                    MATCHES,
                     "completed but its events are [InventoryReserved, PaymentCharged,"
                     " ShipmentCreated, PaymentRefunded]",
                 )
@@ -303,7 +332,7 @@ def test_check_saga_accepts_every_allowed_outcome(made: SagaRecord) -> None:
             record("compensated", IR, PC, SF, IRel, PR),
             [
                 (
-                    2,
+                    MATCHES,
                     "compensated but its events are [InventoryReserved, PaymentCharged,"
                     " ShipmentFailed, InventoryReleased, PaymentRefunded]",
                 )
@@ -313,7 +342,7 @@ def test_check_saga_accepts_every_allowed_outcome(made: SagaRecord) -> None:
             record("compensated", IR, PC, SF, IRel),
             [
                 (
-                    2,
+                    MATCHES,
                     "compensated but its events are [InventoryReserved, PaymentCharged,"
                     " ShipmentFailed, InventoryReleased]",
                 )
@@ -321,93 +350,101 @@ def test_check_saga_accepts_every_allowed_outcome(made: SagaRecord) -> None:
         ),
         (
             record("failed", IRF, IR),
-            [(2, "failed but its events are [InventoryReservationFailed, InventoryReserved]")],
+            [
+                (
+                    MATCHES,
+                    "failed but its events are [InventoryReservationFailed, InventoryReserved]",
+                )
+            ],
         ),
         (
             record("in_progress", IR, PC, PC),
             [
-                (1, "stuck in progress after [InventoryReserved, PaymentCharged, PaymentCharged]"),
-                (4, "charged 2 times"),
+                (
+                    ENDS,
+                    "stuck in progress after [InventoryReserved, PaymentCharged, PaymentCharged]",
+                ),
+                (MATCHES, "PaymentCharged published 2 times"),
             ],
         ),
         (
             record("compensated", IR, PC, SF, PR, PR, IRel),
             [
                 (
-                    2,
+                    MATCHES,
                     "compensated but its events are [InventoryReserved, PaymentCharged,"
                     " ShipmentFailed, PaymentRefunded, PaymentRefunded, InventoryReleased]",
                 ),
-                (4, "PaymentRefunded published 2 times"),
+                (MATCHES, "PaymentRefunded published 2 times"),
             ],
         ),
         (
             record("in_progress", IR, IR, IR),
             [
                 (
-                    1,
+                    ENDS,
                     "stuck in progress after [InventoryReserved, InventoryReserved,"
                     " InventoryReserved]",
                 ),
-                (2, "InventoryReserved published 3 times"),
+                (MATCHES, "InventoryReserved published 3 times"),
             ],
         ),
         (
             record("in_progress", PC),
             [
-                (1, "stuck in progress after [PaymentCharged]"),
-                (5, "PaymentCharged without InventoryReserved before it"),
+                (ENDS, "stuck in progress after [PaymentCharged]"),
+                (CAUSE, "PaymentCharged without InventoryReserved before it"),
             ],
         ),
         (
             record("compensated", IRel),
             [
-                (2, "compensated but its events are [InventoryReleased]"),
-                (5, "InventoryReleased without InventoryReserved before it"),
+                (MATCHES, "compensated but its events are [InventoryReleased]"),
+                (CAUSE, "InventoryReleased without InventoryReserved before it"),
             ],
         ),
         (
             record("completed", IR, SC),
             [
-                (2, "completed but its events are [InventoryReserved, ShipmentCreated]"),
-                (5, "ShipmentCreated without PaymentCharged before it"),
+                (MATCHES, "completed but its events are [InventoryReserved, ShipmentCreated]"),
+                (CAUSE, "ShipmentCreated without PaymentCharged before it"),
             ],
         ),
         (
             record("in_progress", IR, PR),
             [
-                (1, "stuck in progress after [InventoryReserved, PaymentRefunded]"),
-                (5, "PaymentRefunded without PaymentCharged before it"),
+                (ENDS, "stuck in progress after [InventoryReserved, PaymentRefunded]"),
+                (CAUSE, "PaymentRefunded without PaymentCharged before it"),
             ],
         ),
         (
             record("compensated", IR, PC, SF, PR, IRel, SC),
             [
                 (
-                    2,
+                    MATCHES,
                     "compensated but its events are [InventoryReserved, PaymentCharged,"
                     " ShipmentFailed, PaymentRefunded, InventoryReleased, ShipmentCreated]",
                 ),
-                (5, "ShipmentCreated after PaymentRefunded"),
+                (CAUSE, "ShipmentCreated after PaymentRefunded"),
             ],
         ),
         (
             record("compensated", IR, PF, IRel, PC),
             [
                 (
-                    2,
+                    MATCHES,
                     "compensated but its events are [InventoryReserved, PaymentFailed,"
                     " InventoryReleased, PaymentCharged]",
                 ),
-                (5, "PaymentCharged after InventoryReleased"),
+                (CAUSE, "PaymentCharged after InventoryReleased"),
             ],
         ),
     ],
 )
 def test_check_saga_reports_each_invariant(
-    made: SagaRecord, expected: list[tuple[int, str]]
+    made: SagaRecord, expected: list[tuple[str, str]]
 ) -> None:
-    violations = check_saga(made)
+    violations = check_saga(SHOP, made)
     assert [(v.invariant, v.detail) for v in violations] == expected
     for violation in violations:
         assert violation.saga_id == "s1"
@@ -415,13 +452,17 @@ def test_check_saga_reports_each_invariant(
 
 
 def test_invariant_names() -> None:
-    assert INVARIANTS == {
-        1: "every saga ends",
-        2: "outcome matches events",
-        3: "stock is conserved",
-        4: "money is conserved",
-        5: "no effect without its cause",
-    }
+    # The generic invariants first, then the shop's own checks; on screen by position.
+    assert SHOP.invariants == (
+        "every saga ends",
+        "outcome matches events",
+        "no effect without its cause",
+        "stock is conserved",
+        "money is conserved",
+    )
+    assert [number_of(SHOP, name) for name in SHOP.invariants] == [1, 2, 3, 4, 5]
+    assert (STOCK, MONEY) == ("stock is conserved", "money is conserved")
+    assert number_of(SHOP, "no such invariant") == "?"
 
 
 def test_describe_without_and_with_a_trace() -> None:
@@ -429,10 +470,12 @@ def test_describe_without_and_with_a_trace() -> None:
     trace.add(0, "start", "client", "s1", "reserve_inventory", "1")
     trace.add(1_500_000, "publish", "payment", "s1", "PaymentCharged", "pay-1")
     trace.add(2_000_000, "publish", "payment", "s2", "PaymentCharged", "pay-2")
-    violation = Violation(invariant=4, saga_id="s1", detail="charged 2 times", evidence=(1, 0, 1))
-    head = "invariant 4 (money is conserved) violated: saga s1: charged 2 times"
-    assert violation.describe() == head
-    assert violation.describe(trace) == "\n".join(
+    violation = Violation(
+        invariant=MONEY, saga_id="s1", detail="charged 2 times", evidence=(1, 0, 1)
+    )
+    head = "invariant 5 (money is conserved) violated: saga s1: charged 2 times"
+    assert describe(violation, SHOP) == head
+    assert describe(violation, SHOP, trace) == "\n".join(
         [
             head,
             '    {"t":0.0,"seq":0,"kind":"start","node":"client","saga":"s1",'
@@ -441,27 +484,48 @@ def test_describe_without_and_with_a_trace() -> None:
             '"event":"PaymentCharged","ref":"pay-1"}',
         ]
     )
-    total = Violation(invariant=3, saga_id=None, detail="sku a: off")
-    assert total.describe(trace) == "invariant 3 (stock is conserved) violated: sku a: off"
+    total = Violation(invariant=STOCK, saga_id=None, detail="sku a: off")
+    assert describe(total, SHOP, trace) == "invariant 4 (stock is conserved) violated: sku a: off"
 
 
 # -- stock and money on hand-made services --------------------------------------------------------
 
 
 def log_of(*records: SagaRecord) -> SagaLog:
-    return SagaLog(sagas={r.saga_id: r for r in records})
+    return SagaLog(SHOP, sagas={r.saga_id: r for r in records})
+
+
+def finished(saga_log: SagaLog, *services: SagaService, saga: SagaDefinition = SHOP) -> FinishedRun:
+    """A run that has gone quiet with these services' final state."""
+    return FinishedRun(
+        saga=saga,
+        saga_log=saga_log,
+        participants={service.name: Participant(service) for service in services},
+    )
+
+
+def stock_violations(inventory: Inventory, saga_log: SagaLog) -> list[Violation]:
+    found = stock_is_conserved(finished(saga_log, inventory))
+    assert found is not None
+    return found
+
+
+def money_violations(payment: PaymentService, saga_log: SagaLog) -> list[Violation]:
+    found = money_is_conserved(finished(saga_log, payment))
+    assert found is not None
+    return found
 
 
 def test_check_stock_conservation_and_leaks() -> None:
     inventory = Inventory(stock={"a": 5, "b": 2})
-    assert check_stock(inventory, SagaLog()) == []
+    assert stock_violations(inventory, log_of()) == []
     inventory.stock["a"] = 3
     inventory.reserved["a"] = 1
     inventory.stock["b"] = 3
     inventory.shipped["b"] = -1
-    assert [(v.invariant, v.saga_id, v.detail) for v in check_stock(inventory, SagaLog())] == [
-        (3, None, "sku a: available 3 + reserved 1 + shipped 0 != initial 5"),
-        (3, None, "sku b: available 3 + reserved 0 + shipped -1 != initial 2"),
+    assert [(v.invariant, v.saga_id, v.detail) for v in stock_violations(inventory, log_of())] == [
+        (STOCK, None, "sku a: available 3 + reserved 1 + shipped 0 != initial 5"),
+        (STOCK, None, "sku b: available 3 + reserved 0 + shipped -1 != initial 2"),
     ]
 
 
@@ -475,9 +539,9 @@ def test_check_stock_finds_a_reservation_leak_of_a_finished_saga() -> None:
     saga_log = log_of(
         record("compensated", IR, PF, IRel, saga="s1"), record("in_progress", IR, saga="s2")
     )
-    violations = check_stock(inventory, saga_log)
+    violations = stock_violations(inventory, saga_log)
     assert [(v.invariant, v.saga_id, v.detail) for v in violations] == [
-        (3, "s1", "compensated but 2 x a still reserved (a reservation leak)")
+        (STOCK, "s1", "compensated but 2 x a still reserved (a reservation leak)")
     ]
     assert violations[0].evidence == (0, 10, 20, 30)
 
@@ -502,11 +566,24 @@ def test_check_money() -> None:
         record("completed", IR, PC, SC, saga="s2"),
         record("in_progress", IR, PC, saga="s3"),
     )
-    assert [v.detail for v in check_money(payment, saga_log)] == [
+    assert [v.detail for v in money_violations(payment, saga_log)] == [
         "charged 60.00 - refunded 0.00 = 60.00, but completed sagas account for 30.00"
     ]
     payment.refunded_cents += 3000
-    assert check_money(payment, saga_log) == []
+    assert money_violations(payment, saga_log) == []
+
+
+def test_check_money_counts_each_double_charge_and_refund() -> None:
+    saga_log = log_of(
+        record("in_progress", IR, PC, PC, saga="s1"),
+        record("compensated", IR, PC, SF, PR, PR, IRel, saga="s2"),
+    )
+    assert [
+        (v.invariant, v.saga_id, v.detail) for v in money_violations(PaymentService(), saga_log)
+    ] == [
+        (MONEY, "s1", "charged 2 times"),
+        (MONEY, "s2", "refunded 2 times"),
+    ]
 
 
 def test_check_runs_per_saga_first_then_the_totals() -> None:
@@ -516,8 +593,33 @@ def test_check_runs_per_saga_first_then_the_totals() -> None:
     payment.charged_cents = 1
     participants = {"inventory": Participant(inventory), "payment": Participant(payment)}
     saga_log = log_of(record("in_progress", saga="s9"))
-    assert [(v.invariant, v.saga_id) for v in check(saga_log, participants)] == [
-        (1, "s9"),
-        (3, None),
-        (4, None),
+    assert [(v.invariant, v.saga_id) for v in check(SHOP, saga_log, participants)] == [
+        (ENDS, "s9"),
+        (STOCK, None),
+        (MONEY, None),
     ]
+
+
+def test_a_saga_ordered_but_never_started_has_not_ended() -> None:
+    saga_log = log_of(record("completed", IR, PC, SC, saga="s1"))
+    found = check(SHOP, saga_log, {}, ordered=["s1", "s2"])
+    assert [(v.invariant, v.saga_id, v.detail) for v in found] == [
+        (ENDS, "s2", "ordered but never started (the run ended first)")
+    ]
+
+
+def test_judge_shows_ok_fail_and_not_applicable_per_invariant() -> None:
+    # No inventory and no payment service: their checks cannot run, shown as n/a, not ok.
+    saga_log = log_of(record("completed", IR, SC, saga="s1"))
+    verdict = judge(finished(saga_log, ShippingService()))
+    assert verdict.results == (
+        (ENDS, "ok"),
+        (MATCHES, "FAIL"),
+        (CAUSE, "FAIL"),
+        (STOCK, "n/a"),
+        (MONEY, "n/a"),
+    )
+    assert not verdict.ok
+    clean = judge(finished(log_of(), Inventory(), PaymentService(), ShippingService()))
+    assert clean.ok
+    assert clean.results == tuple((name, "ok") for name in SHOP.invariants)

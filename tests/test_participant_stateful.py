@@ -21,22 +21,25 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from trio_saga.events import Event, PaymentCharged, ReserveInventory
-from trio_saga.oracle import check, check_saga
+from trio_saga.events import Event
+from trio_saga.oracle import check, check_saga, describe
+from trio_saga.participant import Participant, StepContext
+from trio_saga.saga import EVERY_SAGA_ENDS
 from trio_saga.saga_log import SagaLog
-from trio_saga.services import (
-    FORCED_REASONS,
+from trio_saga.shop import SHOP
+from trio_saga.shop.events import PaymentCharged, ReserveInventory
+from trio_saga.shop.services import (
     Inventory,
-    Participant,
     PaymentService,
     ShippingService,
-    StepContext,
 )
 
 SKUS = ("A", "B")
 INITIAL_STOCK = {"A": 6, "B": 3}
 INITIAL_FUNDS = 5 * 9999  # enough for a few sagas, so some fail for lack of money
 STEPS = ("inventory", "payment", "shipping")
+
+FORCED_REASONS = {step.name: step.reason for step in SHOP.steps}
 
 
 @attrs.frozen
@@ -61,7 +64,7 @@ class SagaNetwork(RuleBasedStateMachine):
                 Participant(self.shipping),
             )
         }
-        self.log = SagaLog()
+        self.log = SagaLog(SHOP)
         self.seq = 0
         self.clock = 0
         self.failing: dict[str, frozenset[str]] = {}
@@ -89,7 +92,7 @@ class SagaNetwork(RuleBasedStateMachine):
                 self.published.append(event)
                 self.log.observe(event, self.next_seq())
                 for name, other in self.participants.items():
-                    if event.type in other.service.subscribes_to:
+                    if event.type in SHOP.subscribes_to(other.name):
                         self.pending.append(Pending(event, name))
 
     def next_seq(self) -> int:
@@ -125,6 +128,7 @@ class SagaNetwork(RuleBasedStateMachine):
         self.failing[saga_id] = failing
         self.log.started(saga_id, "client", self.next_seq())
         reply, produced = self.participants["inventory"].execute(command, self.ctx())
+        assert produced is not None
         assert len(produced) == 1
         self.replies[saga_id] = reply
         self.publish_outboxes()
@@ -137,6 +141,7 @@ class SagaNetwork(RuleBasedStateMachine):
         before = copy.deepcopy(inventory)
         reply, produced = inventory.execute(self.commands[saga_id], self.ctx())
         assert reply == self.replies[saga_id]
+        assert produced is not None
         assert list(produced) == []
         assert inventory == before
 
@@ -208,8 +213,8 @@ class SagaNetwork(RuleBasedStateMachine):
     def no_saga_goes_wrong_midway(self) -> None:
         # Mid-flight only "not finished yet" is allowed; every other finding is already wrong.
         for record in self.log:
-            found = [v for v in check_saga(record) if v.invariant != 1]
-            assert found == [], [v.describe() for v in found]
+            found = [v for v in check_saga(SHOP, record) if v.invariant != EVERY_SAGA_ENDS]
+            assert found == [], [describe(v, SHOP) for v in found]
 
     def teardown(self) -> None:
         # Let the network finish: everything still pending arrives, in order.
@@ -217,8 +222,8 @@ class SagaNetwork(RuleBasedStateMachine):
             self.deliver(self.pending.pop(0))
         for participant in self.participants.values():
             assert not participant.outbox
-        violations = check(self.log, self.participants)
-        assert violations == [], [v.describe() for v in violations]
+        violations = check(SHOP, self.log, self.participants)
+        assert violations == [], [describe(v, SHOP) for v in violations]
         assert all(record.done for record in self.log)
         for saga_id, record in self.log.sagas.items():
             failing = self.failing[saga_id]

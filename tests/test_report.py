@@ -12,9 +12,8 @@ from typing import Any
 import planted_bugs
 
 from trio_saga.explore import explore
-from trio_saga.report import run_data, write_explore_report, write_report
+from trio_saga.report import explore_data, run_data, write_explore_report, write_report
 from trio_saga.scenario import Scenario
-from trio_saga.shrink import Variant
 from trio_saga.simulation import simulate
 
 RETRIES = (Path(__file__).parent / "scenarios" / "retries.toml").read_text()
@@ -61,6 +60,15 @@ def test_a_run_report_is_one_self_contained_file_with_the_runs_data(tmp_path: Pa
     assert [s["id"] for s in data["sagas"]] == [f"saga-{n}" for n in range(1, 6)]
     assert data["counts"] == {"completed": 4, "compensated": 1, "failed": 0, "stuck": 0}
     assert [inv["ok"] for inv in data["invariants"]] == [True] * 5
+    assert [(inv["n"], inv["name"], inv["result"]) for inv in data["invariants"]] == [
+        (1, "every saga ends", "ok"),
+        (2, "outcome matches events", "ok"),
+        (3, "no effect without its cause", "ok"),
+        (4, "stock is conserved", "ok"),
+        (5, "money is conserved", "ok"),
+    ]
+    # The lanes are the saga's: the client, then its services in step order.
+    assert data["lanes"] == ["client", "inventory", "payment", "shipping"]
     saga2 = data["sagas"][1]
     assert saga2["status"] == "compensated"
     assert saga2["events"] == ["InventoryReserved", "PaymentFailed", "InventoryReleased"]
@@ -86,11 +94,18 @@ def test_the_report_marks_the_violations_and_the_partition_window(tmp_path: Path
     scenario = Scenario.from_toml("cut-short", CUT_SHORT)
     result = simulate(scenario.simulation(1))
     data = run_data("cut short", result, scenario)
-    assert data["invariants"][0] == {"n": 1, "name": "every saga ends", "ok": False}
+    assert data["invariants"][0] == {
+        "n": 1,
+        "name": "every saga ends",
+        "ok": False,
+        "result": "FAIL",
+    }
     stuck = [s for s in data["sagas"] if s["status"] == "stuck"]
     assert stuck
+    # A saga's broken invariants by their number on screen, as the page prints them.
     assert all(s["violated"] == [1] for s in stuck)
     assert {v["saga"] for v in data["violations"]} == {s["id"] for s in stuck}
+    assert {v["n"] for v in data["violations"]} == {1}
     partition = [w for w in data["windows"] if w["kind"] == "partition"]
     # Not healed before the run gave up: the window runs to the end of the run.
     assert partition == [
@@ -107,9 +122,7 @@ def test_the_report_marks_the_violations_and_the_partition_window(tmp_path: Path
 def test_text_from_a_run_cannot_break_out_of_the_page(tmp_path: Path) -> None:
     nasty = "</script><script>alert(1)</script><!--"
     scenario = Scenario.from_toml("nasty", RETRIES.replace("Ten sagas", nasty))
-    result = simulate(Variant(services=planted_bugs.double_charge_services).apply(
-        scenario.simulation(1)
-    ))  # fmt: skip
+    result = simulate(scenario.simulation(1, saga=planted_bugs.DOUBLE_CHARGE))
     path = tmp_path / "nasty.html"
     write_report(path, nasty, result, scenario)
     page = path.read_text()
@@ -135,3 +148,20 @@ def test_an_explore_report_has_the_matrix_and_every_failing_seed(tmp_path: Path)
         saved = tmp_path / "replays" / f"cut-short-seed{failing['seed']}.json"
         assert saved.is_file()
         assert failing["command"] == f"python run.py replay {saved}"
+
+
+def test_an_explore_report_of_a_saga_that_does_not_ship_names_it_in_the_command(
+    tmp_path: Path,
+) -> None:
+    scenario = Scenario.from_toml("retries", RETRIES)
+    result = explore(scenario, 8, saga=planted_bugs.DOUBLE_CHARGE, max_shrinks=1, out=tmp_path)
+    assert result.failing, "the planted double charge should break one of these seeds"
+    data = explore_data("explore retries", result)
+    failing = data["failing"][0]
+    assert [v["n"] for v in failing["violations"]][:1] == [2]
+    assert failing["violations"][0]["name"] == "outcome matches events"
+    saved = tmp_path / f"retries-seed{failing['seed']}.json"
+    # A replay file never imports code by itself: the command must name the saga.
+    assert failing["command"] == (
+        f"python run.py replay {saved} --saga-def planted_bugs:DOUBLE_CHARGE"
+    )

@@ -11,14 +11,16 @@ import trio._core._run as trio_run
 
 from faults import Decision, Partition, parse_fault
 from trio_saga.bus import EventBus
-from trio_saga.events import ReserveInventory
+from trio_saga.oracle import describe
+from trio_saga.participant import Participant
 from trio_saga.runtime import Runtime
+from trio_saga.saga import EVERY_SAGA_ENDS
 from trio_saga.saga_log import SagaLog
-from trio_saga.services import (
+from trio_saga.shop import SHOP
+from trio_saga.shop.events import ReserveInventory
+from trio_saga.shop.services import (
     Inventory,
-    Participant,
     PaymentService,
-    SagaService,
     default_services,
 )
 from trio_saga.simulation import SagaOrder, Simulation, SimulationResult, orders, simulate
@@ -40,7 +42,9 @@ def inventory_of(result: SimulationResult) -> Inventory:
 
 
 def assert_finished_and_clean(result: SimulationResult) -> None:
-    assert result.violations == [], [v.describe(result.trace) for v in result.violations]
+    assert result.violations == [], [
+        describe(v, result.saga, result.trace) for v in result.violations
+    ]
     assert not result.stopped_early
     assert result.counts()["in_progress"] == 0
 
@@ -103,7 +107,7 @@ async def test_each_step_failing(
     result = await Simulation(
         orders=[
             SagaOrder(saga_id="ok-1"),
-            SagaOrder(saga_id="bad", quantity=3, fail=frozenset({step})),
+            SagaOrder(saga_id="bad", fail=frozenset({step}), fields={"quantity": 3}),
             SagaOrder(saga_id="ok-2", at=0.1),
         ]
     ).run()
@@ -123,17 +127,14 @@ async def test_each_step_failing(
 
 
 async def test_insufficient_stock_and_funds(autojump_clock: trio.testing.MockClock) -> None:
-    def scarce() -> list[SagaService]:
-        return default_services(stock={"abc123": 5}, funds_cents=4 * PRICE)
-
     result = await Simulation(
         orders=[
-            SagaOrder(saga_id="first", quantity=2),
-            SagaOrder(saga_id="second", quantity=2, at=0.1),
-            SagaOrder(saga_id="too-many", quantity=2, at=0.2),  # 1 left
-            SagaOrder(saga_id="too-dear", quantity=1, at=0.3),  # the money ran out
+            SagaOrder(saga_id="first", fields={"quantity": 2}),
+            SagaOrder(saga_id="second", at=0.1, fields={"quantity": 2}),
+            SagaOrder(saga_id="too-many", at=0.2, fields={"quantity": 2}),  # 1 left
+            SagaOrder(saga_id="too-dear", at=0.3, fields={"quantity": 1}),  # the money ran out
         ],
-        services=scarce,
+        state={"stock": {"abc123": 5}, "funds": 4 * PRICE / 100},
     ).run()
     assert_finished_and_clean(result)
     assert result.counts() == {"in_progress": 0, "completed": 2, "compensated": 1, "failed": 1}
@@ -247,8 +248,8 @@ async def test_a_partition_past_max_time_stops_early_with_stuck_sagas(
     assert result.stopped_early
     assert result.virtual_us <= 10 * US
     assert [(v.invariant, v.saga_id) for v in result.violations] == [
-        (1, "saga-1"),
-        (1, "saga-2"),
+        (EVERY_SAGA_ENDS, "saga-1"),
+        (EVERY_SAGA_ENDS, "saga-2"),
     ]
 
 
@@ -398,10 +399,10 @@ def test_a_run_does_not_depend_on_trios_scheduler(monkeypatch: pytest.MonkeyPatc
 async def test_serve_mode_takes_submissions_and_settles(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    saga_log = SagaLog()
+    saga_log = SagaLog(SHOP)
     ended: list[str] = []
     saga_log.on_end = lambda record: ended.append(f"{record.saga_id}:{record.status}")
-    bus = EventBus([Participant(s) for s in default_services()], saga_log=saga_log)
+    bus = EventBus([Participant(s) for s in default_services()], saga=SHOP, saga_log=saga_log)
     runtime = Runtime(bus)
     async with trio.open_nursery() as nursery:
         await nursery.start(lambda task_status: runtime.run(serve=True, task_status=task_status))

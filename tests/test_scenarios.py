@@ -8,8 +8,10 @@ from __future__ import annotations
 import pytest
 
 from trio_saga.commands import ScenarioRun, run_scenario
-from trio_saga.scenario import OUTCOMES, Scenario, scenario_names
-from trio_saga.services import PaymentService
+from trio_saga.oracle import describe
+from trio_saga.saga import OUTCOMES
+from trio_saga.scenario import Scenario, scenario_names
+from trio_saga.shop.services import Inventory, PaymentService, shop_services
 
 SEEDS = range(50)
 
@@ -80,7 +82,7 @@ def _check(run: ScenarioRun) -> None:
     result = run.result
     assert not result.stopped_early, f"{where}: never went quiet"
     assert result.violations == [], f"{where}: " + "; ".join(
-        v.describe() for v in result.violations
+        describe(v, result.saga) for v in result.violations
     )
     assert result.counts()["in_progress"] == 0, where
     assert run.mismatches == (), f"{where}: {run.mismatches}"
@@ -115,6 +117,9 @@ def test_default_seed_is_the_files() -> None:
 
 def test_a_crash_between_charge_and_publish_loses_nothing_and_charges_once() -> None:
     scenario = Scenario.load("crash-after-charge")
+    # the unit price the scenario's [state] sets up (the shop's default if it names none)
+    inventory = next(s for s in shop_services(scenario.state) if isinstance(s, Inventory))
+    unit_price_cents = inventory.unit_price_cents
     for seed in range(20):
         result = run_scenario(scenario, seed).result
         records = result.trace.records
@@ -133,4 +138,4 @@ def test_a_crash_between_charge_and_publish_loses_nothing_and_charges_once() -> 
             assert result.status(saga) in ("completed", "compensated")
         payment = result.participants["payment"].service
         assert isinstance(payment, PaymentService)
-        assert payment.charged_cents == scenario.saga_count * scenario.unit_price_cents
+        assert payment.charged_cents == scenario.saga_count * unit_price_cents

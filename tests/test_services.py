@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import copy
 from collections import deque
+from collections.abc import Sequence
+from typing import Any
 
+import attrs
 import pytest
 
-from trio_saga.events import (
-    Event,
+from trio_saga.events import Event, StartSaga
+from trio_saga.participant import (
+    Participant,
+    SagaService,
+    StepContext,
+)
+from trio_saga.shop import SHOP
+from trio_saga.shop.events import (
     InventoryReleased,
     InventoryReservationFailed,
     InventoryReserved,
@@ -25,21 +34,19 @@ from trio_saga.events import (
     ShipmentCreated,
     ShipmentFailed,
 )
-from trio_saga.services import (
+from trio_saga.shop.services import (
     DEFAULT_FUNDS_CENTS,
     DEFAULT_STOCK,
     DEFAULT_UNIT_PRICE_CENTS,
-    FORCED_REASONS,
     Inventory,
-    Participant,
     PaymentService,
-    SagaService,
     ShippingService,
-    StepContext,
     default_services,
 )
 
 SAGA = "saga42"
+
+FORCED_REASONS = {step.name: step.reason for step in SHOP.steps}
 
 
 def ctx(timestamp: int = 0, **failing: str) -> StepContext:
@@ -110,9 +117,13 @@ def stock_of(inventory: Inventory, sku: str) -> tuple[int, int, int]:
 
 
 def test_subscriptions_follow_the_design_table() -> None:
-    assert Inventory.subscribes_to == {"PaymentFailed", "PaymentRefunded", "ShipmentCreated"}
-    assert PaymentService.subscribes_to == {"InventoryReserved", "ShipmentFailed"}
-    assert ShippingService.subscribes_to == {"PaymentCharged"}
+    assert SHOP.subscribes_to("inventory") == {
+        "PaymentFailed",
+        "PaymentRefunded",
+        "ShipmentCreated",
+    }
+    assert SHOP.subscribes_to("payment") == {"InventoryReserved", "ShipmentFailed"}
+    assert SHOP.subscribes_to("shipping") == {"PaymentCharged"}
     assert [Inventory.name, PaymentService.name, ShippingService.name] == [
         "inventory",
         "payment",
@@ -229,11 +240,13 @@ def test_forced_failure_is_asked_only_for_its_own_step_and_saga() -> None:
 def test_client_retry_gets_the_same_reply_and_publishes_nothing() -> None:
     participant = Participant(Inventory(stock={"abc123": 5}))
     first, events = participant.execute(order(quantity=2), ctx())
+    assert events is not None  # a command, not a duplicate
     assert len(events) == 1
     assert len(participant.outbox) == 1
     before = copy.deepcopy(participant)
     again, events_again = participant.execute(order(quantity=2), ctx(timestamp=99))
     assert again == first
+    assert events_again is not None
     assert list(events_again) == []
     assert participant == before
 
@@ -521,10 +534,24 @@ def test_receive_commits_an_event_that_produced_nothing() -> None:
     assert not participant.outbox
 
 
-def test_only_inventory_takes_commands() -> None:
-    participant = Participant(PaymentService())
-    with pytest.raises(TypeError, match="^payment takes no commands$"):
-        participant.execute(order(), ctx())
+def test_a_service_without_start_takes_the_command_through_its_inbox() -> None:
+    @attrs.define
+    class Greeter:
+        name: str = "greeter"
+        seen: list[str] = attrs.Factory(list)
+
+        def handle(self, event: Any, ctx: StepContext) -> Sequence[Event]:
+            self.seen.append(event.type)
+            return ()
+
+    participant = Participant(Greeter())
+    command = StartSaga(type="greet", saga_id="g1")
+    assert participant.execute(command, ctx()) == (None, ())
+    assert participant.execute(command, ctx()) == (None, None)  # a redelivery: the inbox
+    assert participant.inbox == {"greet:g1"}
+    greeter = participant.service
+    assert isinstance(greeter, Greeter)
+    assert greeter.seen == ["greet"]
 
 
 # -- whole sagas, handed along by hand ---------------------------------------------------------
@@ -553,7 +580,7 @@ def saga(**failing: str) -> tuple[list[str], Inventory, PaymentService, Shipping
                 return
             event = queue.popleft()
             for participant in participants:
-                if event.type in participant.service.subscribes_to:
+                if event.type in SHOP.subscribes_to(participant.name):
                     participant.receive(event, step_ctx)
 
     deliver_all()

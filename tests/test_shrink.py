@@ -16,11 +16,12 @@ from hypothesis import strategies as st
 from faults import Decision
 from trio_saga.errors import SagaError
 from trio_saga.explore import Job, run_seed, shrink_run
+from trio_saga.saga import OUTCOME_MATCHES_EVENTS, load_saga, saga_ref
 from trio_saga.scenario import Scenario, scenario_dir, scenario_names
+from trio_saga.shop import SHOP
 from trio_saga.shrink import (
     ReplayError,
     ReplayFile,
-    Variant,
     ddmin,
     decision_saga,
     scenario_text,
@@ -31,7 +32,7 @@ from trio_saga.shrink import (
 )
 from trio_saga.simulation import simulate
 
-BUGGY = Variant(services=planted_bugs.double_charge_services)
+BUGGY = planted_bugs.DOUBLE_CHARGE
 
 RETRIES = (Path(__file__).parent / "scenarios" / "retries.toml").read_text()
 
@@ -89,7 +90,7 @@ def test_ddmin_result_is_one_minimal_for_a_monotone_count() -> None:
 
 
 def first_failing_seed(scenario: Scenario) -> int:
-    job = Job(scenario=scenario, variant=BUGGY)
+    job = Job(scenario=scenario, saga=BUGGY)
     for seed in range(200):
         if run_seed(job, seed).violated:
             return seed
@@ -99,9 +100,9 @@ def first_failing_seed(scenario: Scenario) -> int:
 def test_shrink_leaves_a_one_minimal_set_of_decisions() -> None:
     scenario = Scenario.from_toml("retries", RETRIES)
     seed = first_failing_seed(scenario)
-    original = simulate(BUGGY.apply(scenario.simulation(seed)))
+    original = simulate(scenario.simulation(seed, saga=BUGGY))
     invariant = original.violations[0].invariant
-    shrunk = shrink(scenario, original.decisions, invariant, variant=BUGGY)
+    shrunk = shrink(scenario, original.decisions, invariant, saga=BUGGY)
     assert shrunk.reproduced
     assert 1 <= len(shrunk.decisions) <= 3
     assert shrunk.recorded == len(original.decisions)
@@ -109,7 +110,7 @@ def test_shrink_leaves_a_one_minimal_set_of_decisions() -> None:
     assert all(d in original.decisions for d in kept)
 
     def violates(decisions: list[Decision]) -> bool:
-        result = simulate(BUGGY.apply(scenario.simulation(decisions=decisions)))
+        result = simulate(scenario.simulation(decisions=decisions, saga=BUGGY))
         return violation_of(result, invariant) is not None
 
     assert violates(kept)
@@ -120,9 +121,9 @@ def test_shrink_leaves_a_one_minimal_set_of_decisions() -> None:
 def test_shrink_keeps_the_best_it_found_when_the_budget_runs_out() -> None:
     scenario = Scenario.from_toml("retries", RETRIES)
     seed = first_failing_seed(scenario)
-    original = simulate(BUGGY.apply(scenario.simulation(seed)))
+    original = simulate(scenario.simulation(seed, saga=BUGGY))
     invariant = original.violations[0].invariant
-    shrunk = shrink(scenario, original.decisions, invariant, variant=BUGGY, max_tests=2)
+    shrunk = shrink(scenario, original.decisions, invariant, saga=BUGGY, max_tests=2)
     assert shrunk.tests == 2
     assert shrunk.reproduced  # still a failing set, just not minimal
     assert len(shrunk.decisions) < len(original.decisions)
@@ -131,7 +132,7 @@ def test_shrink_keeps_the_best_it_found_when_the_budget_runs_out() -> None:
 def test_a_run_that_does_not_fail_again_is_reported_not_shrunk() -> None:
     scenario = Scenario.from_toml("retries", RETRIES)
     result = simulate(scenario.simulation(0))  # the correct system: nothing to reproduce
-    shrunk = shrink(scenario, result.decisions, 4)
+    shrunk = shrink(scenario, result.decisions, "money is conserved")
     assert not shrunk.reproduced
     assert shrunk.decisions == tuple(result.decisions)
     assert shrunk.tests == 1
@@ -174,14 +175,15 @@ def replay_file() -> ReplayFile:
                 kind="duplicate", key=("reserve_inventory", "saga-2", "inventory", 1), value=1
             ),
         ),
-        invariant=2,
-        saga="saga-2",
+        invariant="outcome matches events",
+        saga="planted_bugs:DOUBLE_CHARGE",
+        saga_id="saga-2",
         detail="InventoryReserved published 2 times",
         recorded=40,
         tests=5,
         trace_digest="sha256:abc",
-        variant=BUGGY.names(),
         scenario_toml=RETRIES,
+        violated=("outcome matches events", "money is conserved"),
     )
 
 
@@ -191,13 +193,46 @@ def test_a_replay_file_round_trips_and_replays(tmp_path: Path) -> None:
     assert loaded == replay_file()
     data = json.loads(saved.read_text())
     assert data["format"] == "trio-saga replay"
-    assert data["invariant_name"] == "outcome matches events"
+    assert data["version"] == 2
+    assert data["invariant"] == "outcome matches events"
+    assert data["violated"] == ["outcome matches events", "money is conserved"]
+    assert (data["saga"], data["saga_id"]) == ("planted_bugs:DOUBLE_CHARGE", "saga-2")
     assert data["decisions"] == [
         {"kind": "duplicate", "key": ["reserve_inventory", "saga-2", "inventory", 1], "value": 1}
     ]
-    result = loaded.run()
-    assert violation_of(result, 2) is not None
+    # The file names a saga that does not ship with trio-saga: it is loaded only when named.
+    saga = loaded.load_saga("planted_bugs:DOUBLE_CHARGE")
+    assert saga == BUGGY
+    result = loaded.run(saga)
+    assert violation_of(result, OUTCOME_MATCHES_EVENTS) is not None
     assert result.fault_counts == {"duplicate": 1}
+    # On the correct shop the same decisions break nothing.
+    assert simulate(loaded.simulation(SHOP)).violations == []
+
+
+def test_a_replay_file_never_imports_the_saga_it_names_by_itself() -> None:
+    with pytest.raises(
+        ReplayError,
+        match=r"^this replay ran on saga planted_bugs:DOUBLE_CHARGE; a replay file never"
+        r" imports code by itself: name it with --saga-def planted_bugs:DOUBLE_CHARGE ",
+    ):
+        replay_file().load_saga()
+    shop = attrs.evolve(replay_file(), saga="shop")
+    assert shop.load_saga() == SHOP
+
+
+def test_a_version_1_replay_file_numbered_the_invariants(tmp_path: Path) -> None:
+    data = attrs.evolve(replay_file(), saga="shop").to_json()
+    data.update(version=1, invariant=4, saga="saga-2")
+    del data["saga_id"], data["violated"]
+    path = tmp_path / "v1.json"
+    path.write_text(json.dumps(data))
+    loaded = ReplayFile.load(path)
+    assert (loaded.invariant, loaded.saga, loaded.saga_id) == (
+        "money is conserved",
+        "shop",
+        "saga-2",
+    )
 
 
 @pytest.mark.parametrize("name", scenario_names())
@@ -209,18 +244,24 @@ def test_every_scenario_can_be_embedded_in_a_replay_file(name: str) -> None:
 
 def test_a_scenario_built_in_code_is_written_out_for_the_replay_file() -> None:
     scenario = attrs.evolve(
-        Scenario.from_toml("forced", FORCED), max_time=float("inf"), stock={"x y": 3}
+        Scenario.from_toml("forced", FORCED),
+        max_time=1e7 + 0.5,
+        state={"stock": {"x y": 3}, "unit_price": 1.25},
     )
     text = scenario_text(scenario)
     assert text is not None
     assert Scenario.from_toml("forced", text) == scenario
+    # One no scenario file could say (max_time is at most a year now) is not embedded.
+    assert scenario_text(attrs.evolve(scenario, max_time=float("inf"))) is None
 
 
-def test_variant_names_round_trip() -> None:
-    assert BUGGY.names() == {"services": "planted_bugs:double_charge_services"}
-    assert Variant.from_names(BUGGY.names()) == BUGGY
-    assert Variant().names() == {}
-    assert Variant.from_names({}).default
+def test_saga_refs_round_trip() -> None:
+    # A planted bug is a saga definition, found again by the module attribute that holds it.
+    assert saga_ref(BUGGY) == "planted_bugs:DOUBLE_CHARGE"
+    assert load_saga("planted_bugs:DOUBLE_CHARGE") == BUGGY
+    assert saga_ref(SHOP) == "trio_saga.shop:SHOP"
+    assert load_saga("shop") == SHOP
+    assert load_saga("trio_saga.shop:SHOP") == SHOP
 
 
 @pytest.mark.parametrize(
@@ -246,8 +287,10 @@ def test_a_bad_replay_file_is_one_clear_error(tmp_path: Path, text: str, message
         ({"decisions": [{"kind": "drop", "key": [[1]]}]}, "bad recorded decision"),
         ({"decisions": "drop"}, "decisions must be a list"),
         ({"faults": [1]}, "faults must be a list of strings"),
-        ({"seed": "one"}, "seed and invariant must be integers"),
-        ({"variant": {"services": "no_such_module:thing"}}, "cannot load no_such_module:thing"),
+        ({"seed": "one"}, "seed must be an integer"),
+        ({"invariant": 2}, "invariant must be the name of an invariant"),
+        ({"saga": 5}, "saga must be a string"),
+        ({"violated": "money"}, "violated must be a list of invariant names"),
         ({"scenario_toml": "not toml ["}, "not valid TOML"),
     ],
 )
@@ -258,16 +301,28 @@ def test_a_replay_file_with_a_bad_field_is_refused(
     data.update(change)
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(data))
+
+    def replay() -> None:
+        loaded = ReplayFile.load(path)
+        loaded.run(loaded.load_saga("planted_bugs:DOUBLE_CHARGE"))
+
     with pytest.raises(SagaError, match=message) as caught:
-        ReplayFile.load(path).run()
+        replay()
     assert "\n" not in str(caught.value)
+
+
+def test_a_replay_naming_a_saga_that_cannot_be_found_is_refused() -> None:
+    with pytest.raises(
+        SagaError, match=r"^cannot find saga module 'no_such_module' on PYTHONPATH$"
+    ):
+        replay_file().load_saga("no_such_module:thing")
 
 
 def test_a_run_its_decisions_cannot_replay_gets_a_file_that_reruns_its_seed(
     tmp_path: Path,
 ) -> None:
     scenario = Scenario.from_toml("retries", RETRIES)
-    job = Job(scenario=scenario, variant=BUGGY, scenario_toml=RETRIES)
+    job = Job(scenario=scenario, saga=BUGGY, scenario_toml=RETRIES)
     seed = first_failing_seed(scenario)
     run = run_seed(job, seed)
     # As if the recorded decisions had lost what caused the failure.
@@ -277,6 +332,7 @@ def test_a_run_its_decisions_cannot_replay_gets_a_file_that_reruns_its_seed(
     assert not replay.shrunk
     loaded = ReplayFile.load(replay.save(tmp_path / "r.json"))
     assert loaded == replay
-    result = loaded.run()
+    assert loaded.saga == "planted_bugs:DOUBLE_CHARGE"
+    result = loaded.run(BUGGY)
     assert violation_of(result, replay.invariant) is not None
     assert trace_digest(result) == replay.trace_digest

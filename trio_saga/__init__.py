@@ -1,16 +1,40 @@
-"""trio-saga: a choreography saga (inventory -> payment -> shipping) on trio, with a
-deterministic fault-injecting simulation and an invariant oracle.
+"""trio-saga: choreography sagas on trio, with a deterministic fault-injecting simulation and
+an invariant oracle. A saga is a value (`SagaDefinition`); the shop saga (inventory -> payment
+-> shipping) is one, `SHOP`, and a user's saga is another, in their own module.
 
-The public API is re-exported here; see the README for the three ways to use it.
+The layout, ground floor first (every import points down):
+    errors, events, trace      the exception hierarchy, the event base, the trace record
+    saga                       the saga definition: steps and everything derived from them
+    participant, saga_log      the pure participant (inbox + outbox); the saga log observer
+    oracle                     generic invariants from a definition, plus its own checks
+    shop/                      the shop saga: its events, services, checks and definition
+    bus, runtime, simulation   the simulated broker and network, the trio shell, one run
+    scenario, swarm, shrink    scenario files, swarm fault mixes, delta debugging, replays
+    explore, report, diagram   many seeds; what a person reads
+    stdio, cli, commands       the Maelstrom node and the command line
+
+The public API is re-exported here; see the README.
 """
 
 from __future__ import annotations
 
 from .bus import Broker, BusConfig, Delivery, EventBus
 from .errors import FaultSpecError, MalformedRequest, SagaError, ScenarioError
-from .events import (
-    EVENT_TYPES,
-    Event,
+from .events import Accepted, Event, Refused, StartSaga
+from .oracle import FinishedRun, Verdict, check, judge
+from .participant import EventIds, Participant, SagaService, StepContext
+from .runtime import Runtime
+from .saga import (
+    Check,
+    SagaDefinition,
+    SagaDefinitionError,
+    Step,
+    Violation,
+    load_saga,
+)
+from .saga_log import SagaLog, SagaRecord
+from .shop import SHOP
+from .shop.events import (
     InventoryReleased,
     InventoryReservationFailed,
     InventoryReserved,
@@ -23,30 +47,22 @@ from .events import (
     ShipmentCreated,
     ShipmentFailed,
 )
-from .oracle import INVARIANTS, Violation, check
-from .runtime import Runtime
-from .saga_log import SagaLog, SagaRecord
-from .services import (
-    Inventory,
-    Participant,
-    PaymentService,
-    SagaService,
-    ShippingService,
-    StepContext,
-    default_services,
-)
+from .shop.services import Inventory, PaymentService, ShippingService, default_services
 from .simulation import SagaOrder, Simulation, SimulationResult, orders, simulate
 from .trace import Record, Trace
 
 __all__ = [
-    "EVENT_TYPES",
-    "INVARIANTS",
+    "SHOP",
+    "Accepted",
     "Broker",
     "BusConfig",
+    "Check",
     "Delivery",
     "Event",
     "EventBus",
+    "EventIds",
     "FaultSpecError",
+    "FinishedRun",
     "Inventory",
     "InventoryReleased",
     "InventoryReservationFailed",
@@ -58,10 +74,13 @@ __all__ = [
     "PaymentRefunded",
     "PaymentService",
     "Record",
+    "Refused",
     "ReservationAccepted",
     "ReservationRefused",
     "ReserveInventory",
     "Runtime",
+    "SagaDefinition",
+    "SagaDefinitionError",
     "SagaError",
     "SagaLog",
     "SagaOrder",
@@ -73,11 +92,16 @@ __all__ = [
     "ShippingService",
     "Simulation",
     "SimulationResult",
+    "StartSaga",
+    "Step",
     "StepContext",
     "Trace",
+    "Verdict",
     "Violation",
     "check",
     "default_services",
+    "judge",
+    "load_saga",
     "orders",
     "simulate",
 ]

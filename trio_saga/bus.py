@@ -17,21 +17,20 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import attrs
 
 from faults.base import Commit, Decision, FaultInjector, Transmission
 
-from .events import Event, ReservationAccepted, ReservationRefused, ReserveInventory
+from .events import Accepted, Event, Refused
+from .participant import Participant, Reply, StepContext
+from .saga import SagaDefinition
 from .saga_log import SagaLog
-from .services import Participant, StepContext
 from .trace import US, Trace
 
-Payload = Event | ReserveInventory
-Reply = ReservationAccepted | ReservationRefused
-
-CLIENT_COMMAND = "reserve_inventory"
+#: An event, or a client's command (any object with `type`, `saga_id` and `client`).
+Payload = Any
 
 
 @attrs.frozen(kw_only=True)
@@ -67,8 +66,7 @@ class Delivery:
     ref: str = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        payload = self.payload
-        self.what = CLIENT_COMMAND if isinstance(payload, ReserveInventory) else payload.type
+        self.what = self.payload.type
         self.ref = str(self.delivery_id)
 
 
@@ -133,7 +131,10 @@ class Broker(Protocol):
 
     def ack(self, delivery: Delivery) -> None: ...
 
-    def reply(self, delivery: Delivery, reply: Reply) -> None: ...
+    def reply(self, delivery: Delivery, reply: Reply | None, produced: Sequence[Event]) -> None:
+        """Answer a client's command: `reply` as the service gave it, or (None) derived from
+        what the first step published."""
+        ...
 
     def handled(self, service: str, event: Event, produced: Sequence[Event] | None) -> None:
         """Note that `service` committed `event` (None: it was a duplicate)."""
@@ -155,25 +156,26 @@ class EventBus:
         self,
         participants: Sequence[Participant],
         *,
+        saga: SagaDefinition,
         injector: FaultInjector | None = None,
         trace: Trace | None = None,
         saga_log: SagaLog | None = None,
         config: BusConfig | None = None,
         timestamp: Callable[[int], int] = _sim_timestamp,
-        on_reply: Callable[[Delivery, Reply], None] | None = None,
+        on_reply: Callable[[Delivery, Any], None] | None = None,
     ) -> None:
+        self.saga = saga
         self.participants = {p.name: p for p in participants}
-        self.injector = injector if injector is not None else FaultInjector()
+        self.injector = injector if injector is not None else FaultInjector(saga=saga)
         self.trace = trace if trace is not None else Trace()
-        self.saga_log = saga_log if saga_log is not None else SagaLog()
+        self.saga_log = saga_log if saga_log is not None else SagaLog(saga)
         self.config = config or BusConfig()
         self.timestamp = timestamp
         self.on_reply = on_reply
         self.now = 0
-        self.subscribers: dict[str, list[str]] = {}
-        for participant in participants:
-            for kind in sorted(participant.service.subscribes_to):
-                self.subscribers.setdefault(kind, []).append(participant.name)
+        self.subscribers: dict[str, tuple[str, ...]] = dict(saga.subscriptions)
+        self._command_ok = f"{saga.command}_ok"
+        self._first_failure = saga.steps[0].failure
         self.down: set[str] = set()
         self.pending: dict[int, Delivery] = {}
         self.fault_counts: dict[str, int] = {}
@@ -255,12 +257,15 @@ class EventBus:
 
     # -- inputs from the shell -------------------------------------------------------------
 
-    def start_saga(self, command: ReserveInventory, at_us: int | None = None) -> int:
-        """A client sends `command` to inventory at `at_us` (default: now); returns the
-        delivery id its reply will carry."""
+    def start_saga(self, command: Payload, at_us: int | None = None) -> int:
+        """A client sends `command` to the saga's first service at `at_us` (default: now);
+        returns the delivery id its reply will carry."""
         self._deliveries += 1
         delivery = Delivery(
-            delivery_id=self._deliveries, source=command.client, dest="inventory", payload=command
+            delivery_id=self._deliveries,
+            source=command.client,
+            dest=self.saga.entry,
+            payload=command,
         )
         self._at(self.now if at_us is None else at_us, START, delivery)
         return delivery.delivery_id
@@ -316,7 +321,7 @@ class EventBus:
                     "start",
                     obj.source,
                     obj.payload.saga_id,
-                    CLIENT_COMMAND,
+                    obj.what,
                     obj.ref,
                 )
                 self.saga_log.started(obj.payload.saga_id, obj.source, seq)
@@ -543,25 +548,33 @@ class EventBus:
                 delivery.ref,
             )
 
-    def reply(self, delivery: Delivery, reply: Reply) -> None:
+    def reply(self, delivery: Delivery, reply: Reply | None, produced: Sequence[Event]) -> None:
         """Answer a client's command once, however often the command arrives."""
         live = self.pending.get(delivery.delivery_id)
         if live is None or live.replied:
             return
         live.replied = True
-        ok = isinstance(reply, ReservationAccepted)
-        info = reply.reservation_id if isinstance(reply, ReservationAccepted) else reply.text
+        if reply is None:
+            reply = self._derived_reply(delivery.payload.saga_id, produced)
         self.trace.add(
             self.now,
             "reply",
             delivery.source,
             reply.saga_id,
-            "reserve_inventory_ok" if ok else "error",
+            self._command_ok if reply.accepted else "error",
             delivery.ref,
-            info,
+            reply.info,
         )
         if self.on_reply is not None:
             self.on_reply(delivery, reply)
+
+    def _derived_reply(self, saga_id: str, produced: Sequence[Event]) -> Reply:
+        """A service without `start` answers with what it published: refused if the first
+        step failed (its reason as the text), else accepted."""
+        for event in produced:
+            if event.type == self._first_failure:
+                return Refused(saga_id=saga_id, text=str(getattr(event, "reason", event.type)))
+        return Accepted(saga_id=saga_id)
 
     def handled(self, service: str, event: Event, produced: Sequence[Event] | None) -> None:
         if produced is None:
@@ -646,16 +659,24 @@ def serve_batch(participant: Participant, batch: Batch, bus: Broker) -> bool:
             continue
         payload = item.payload
         ctx = bus.context()
-        if isinstance(payload, ReserveInventory):
-            reply, produced = participant.execute(payload, ctx)
-            bus.reply(item, reply)
-        else:
-            outcome = participant.receive(payload, ctx)
+        try:
+            if isinstance(payload, Event):
+                outcome = participant.receive(payload, ctx)
+            else:  # the client's command
+                reply, outcome = participant.execute(payload, ctx)
+        except Exception as exc:  # a bug in the handler under test: say where it struck
+            exc.add_note(f"while {name} handled {item.what} of saga {payload.saga_id}")
+            raise
+        if isinstance(payload, Event):
             bus.handled(name, payload, outcome)
-            if outcome is None:
-                bus.ack(item)
-                continue
-            produced = outcome
+        elif outcome is not None:
+            bus.reply(item, reply, outcome)
+        elif reply is None:
+            bus.handled(name, payload, None)
+        if outcome is None:
+            bus.ack(item)
+            continue
+        produced = outcome
         if produced and bus.crash_after_commit(name, payload.saga_id, produced):
             bus.lost(name, [d for d in batch[position + 1 :] if not isinstance(d, str)])
             return False

@@ -109,6 +109,13 @@ def build_parser() -> Parser:
 
     replay = commands.add_parser("replay", help="re-run a saved run exactly")
     replay.add_argument("file")
+    replay.add_argument(
+        "--saga-def",
+        metavar="MODULE:ATTR",
+        default=None,
+        help="the saga definition to replay on (needed for a saga that does not ship with"
+        " trio-saga: a replay file never imports code by itself)",
+    )
     replay.add_argument("--trace", metavar="PATH")
     replay.add_argument("--diagram", metavar="PATH")
     replay.add_argument("--saga", metavar="ID")

@@ -115,7 +115,7 @@ def scenario_command(args: argparse.Namespace) -> int:
         write_text(trace_path, done.result.trace.dump())
         written.append(f"trace {trace_path} ({len(done.result.trace)} lines)")
     if diagram_path is not None:
-        write_text(diagram_path, mermaid(done.result.trace, saga))
+        write_text(diagram_path, mermaid(done.result.trace, saga, saga=scenario.saga))
         written.append(f"diagram {diagram_path}")
     if report_path is not None:
         from .report import write_report

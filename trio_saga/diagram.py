@@ -12,16 +12,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from .saga_log import TERMINAL
+from .saga import SagaDefinition
+from .shop import SHOP
 from .trace import US, Record
 
 #: Without `saga_id`, a run with more sagas than this shows only its first ones: Mermaid
 #: renders thousands of messages neither quickly nor readably.
 DEFAULT_MAX_SAGAS = 10
 
-#: Declared first, in this order, so that the arrows read left to right like the saga.
-PARTICIPANTS = ("client", "bus", "inventory", "payment", "shipping")
 BUS = "bus"
+
+
+def participants(saga: SagaDefinition) -> tuple[str, ...]:
+    """Declared first, in this order, so that the arrows read left to right like the saga."""
+    return ("client", BUS, *saga.service_names)
+
 
 #: Record kinds that concern the whole run rather than one saga, shown in every diagram.
 GLOBAL_KINDS = frozenset({"crash", "restart", "partition", "heal"})
@@ -37,6 +42,7 @@ def mermaid(
     saga_id: str | None = None,
     *,
     max_sagas: int = DEFAULT_MAX_SAGAS,
+    saga: SagaDefinition = SHOP,
 ) -> str:
     """The `sequenceDiagram` of `saga_id`, or of all sagas (at most `max_sagas` of them, in the
     order they started, with a note saying how many were left out). Raises ValueError for a
@@ -49,7 +55,8 @@ def mermaid(
         shown = [saga_id]
     else:
         shown = order[: max(max_sagas, 1)]
-    drawing = _Drawing(single=saga_id is not None)
+    declared_first = participants(saga)
+    drawing = _Drawing(single=saga_id is not None, saga=saga)
     selected = set(shown)
     for record in records:
         if record.kind in GLOBAL_KINDS or record.saga in selected:
@@ -58,15 +65,17 @@ def mermaid(
     omitted = len(order) - len(shown)
     if saga_id is None and omitted > 0:
         header.append(
-            f"{INDENT}Note over {PARTICIPANTS[0]},{PARTICIPANTS[-1]}: showing the first"
+            f"{INDENT}Note over {declared_first[0]},{declared_first[-1]}: showing the first"
             f" {len(shown)} of {len(order)} sagas ({omitted} left out), draw one with --saga ID"
         )
     elif saga_id is not None:
-        header.append(f"{INDENT}Note over {PARTICIPANTS[0]},{PARTICIPANTS[-1]}: {_text(saga_id)}")
-    participants = [*PARTICIPANTS, *(n for n in drawing.nodes if n not in PARTICIPANTS)]
+        header.append(
+            f"{INDENT}Note over {declared_first[0]},{declared_first[-1]}: {_text(saga_id)}"
+        )
+    names = [*declared_first, *(n for n in drawing.nodes if n not in declared_first)]
     declared = [
         f"{INDENT}participant {BUS} as event bus" if name == BUS else f"{INDENT}participant {name}"
-        for name in participants
+        for name in names
     ]
     return "\n".join(["sequenceDiagram", *declared, *header, *drawing.lines]) + "\n"
 
@@ -102,8 +111,11 @@ class _Drawing:
     folds the faults of one transmission into one note and a run of identical lines into one
     line marked `xN`, so that a storm of duplicates or a long partition stays readable."""
 
-    def __init__(self, *, single: bool) -> None:
+    def __init__(self, *, single: bool, saga: SagaDefinition) -> None:
         self.single = single
+        self.terminal = saga.terminal
+        self.entry = saga.entry
+        self.span = participants(saga)
         self.nodes: list[str] = []
         self._lines: list[list[str | int]] = []  # [text, repeats]
         self._attempt: dict[str, int] = {}
@@ -162,10 +174,10 @@ class _Drawing:
             self._arrow("client", "->>", BUS, what)
         elif kind == "publish":
             self._arrow(node, "->>", BUS, what)
-            outcome = TERMINAL.get(record.event)
+            outcome = self.terminal.get(record.event)
             if outcome is not None:
                 self._emit(
-                    f"{INDENT}Note over {PARTICIPANTS[0]},{PARTICIPANTS[-1]}:"
+                    f"{INDENT}Note over {self.span[0]},{self.span[-1]}:"
                     f" {_text(f'{record.saga} {outcome}')}"
                 )
         elif kind == "redeliver":
@@ -173,7 +185,7 @@ class _Drawing:
         elif kind == "deliver":
             self._arrow(BUS, "->>", node, what + self._tries(record))
         elif kind == "reply":
-            self._arrow("inventory", "-->>", node, f"{what} {record.info}")
+            self._arrow(self.entry, "-->>", node, f"{what} {record.info}")
         elif kind == "drop":
             self._drop(record, what)
         elif kind == "lost":

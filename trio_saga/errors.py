@@ -21,3 +21,12 @@ class FaultSpecError(SagaError):
 
 class ScenarioError(SagaError):
     """An unknown scenario or a scenario file that does not validate."""
+
+
+class HandlerError(SagaError):
+    """A service's handler raised during a run: a bug in the system under test, reported on
+    one line with where it happened. `original` is the handler's own exception."""
+
+    def __init__(self, message: str, original: BaseException) -> None:
+        super().__init__(message)
+        self.original = original

@@ -1,8 +1,9 @@
-"""The saga's vocabulary: events the services publish, the command that starts a saga, and
-the replies to it.
+"""The vocabulary every saga shares: the event base, the generic command that starts a saga,
+and the replies to a command. A saga's own events subclass `Event` in the saga's module (the
+shop's are in `trio_saga/shop/events.py`).
 
-This module owns the shape of every message and its JSON form. It must never hold behaviour
-(what a service does with an event lives in `services.py`) and never import trio.
+This module owns the shape of these messages and their JSON form. It must never hold behaviour
+(what a service does with an event lives in the service) and never import trio.
 
 Money is kept in integer cents so that conservation checks are exact; JSON shows it as a
 number with two decimals, like the seed (`"amount": 99.99`).
@@ -11,11 +12,14 @@ number with two decimals, like the seed (`"amount": 99.99`).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import attrs
 
-from .errors import MalformedRequest
+#: The largest amount of money an order may name (a hundred billion): far beyond any real
+#: order, and small enough that cents stay exact in a float and never overflow.
+MAX_AMOUNT = 100_000_000_000
 
 
 def cents_to_amount(cents: int) -> float:
@@ -24,6 +28,16 @@ def cents_to_amount(cents: int) -> float:
 
 def amount_to_cents(amount: float) -> int:
     return round(amount * 100)
+
+
+def valid_amount(amount: object) -> bool:
+    """A JSON or TOML number that is a sane amount of money: finite, 0 .. MAX_AMOUNT."""
+    if isinstance(amount, bool) or not isinstance(amount, int | float):
+        return False
+    try:
+        return math.isfinite(amount) and 0 <= amount <= MAX_AMOUNT
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 @attrs.frozen(kw_only=True, slots=True)
@@ -50,169 +64,48 @@ class Event:
 
 
 @attrs.frozen(kw_only=True, slots=True)
-class InventoryReserved(Event):
-    type: ClassVar[str] = "InventoryReserved"
-    reservation_id: str
-    sku: str
-    quantity: int
-    amount_cents: int
+class StartSaga:
+    """The client's command that starts a saga, for sagas that take no command class of their
+    own: the saga's command name as `type`, and the order's fields.
 
-    def payload(self) -> dict[str, Any]:
-        return {
-            "reservation_id": self.reservation_id,
-            "sku": self.sku,
-            "quantity": self.quantity,
-            "amount": cents_to_amount(self.amount_cents),
-        }
+    It has an `event_id` (one per saga) so that the first service's inbox answers a redelivery
+    the way it answers a redelivered event.
+    """
 
-
-@attrs.frozen(kw_only=True, slots=True)
-class InventoryReservationFailed(Event):
-    type: ClassVar[str] = "InventoryReservationFailed"
-    reason: str
-
-    def payload(self) -> dict[str, Any]:
-        return {"reason": self.reason}
-
-
-@attrs.frozen(kw_only=True, slots=True)
-class PaymentCharged(Event):
-    type: ClassVar[str] = "PaymentCharged"
-    payment_id: str
-    amount_cents: int
-
-    def payload(self) -> dict[str, Any]:
-        return {"payment_id": self.payment_id, "amount": cents_to_amount(self.amount_cents)}
-
-
-@attrs.frozen(kw_only=True, slots=True)
-class PaymentFailed(Event):
-    type: ClassVar[str] = "PaymentFailed"
-    reason: str
-
-    def payload(self) -> dict[str, Any]:
-        return {"reason": self.reason}
-
-
-@attrs.frozen(kw_only=True, slots=True)
-class ShipmentCreated(Event):
-    type: ClassVar[str] = "ShipmentCreated"
-    shipment_id: str
-
-    def payload(self) -> dict[str, Any]:
-        return {"shipment_id": self.shipment_id}
-
-
-@attrs.frozen(kw_only=True, slots=True)
-class ShipmentFailed(Event):
-    type: ClassVar[str] = "ShipmentFailed"
-    reason: str
-
-    def payload(self) -> dict[str, Any]:
-        return {"reason": self.reason}
-
-
-@attrs.frozen(kw_only=True, slots=True)
-class PaymentRefunded(Event):
-    type: ClassVar[str] = "PaymentRefunded"
-    payment_id: str
-    amount_cents: int
-
-    def payload(self) -> dict[str, Any]:
-        return {"payment_id": self.payment_id, "amount": cents_to_amount(self.amount_cents)}
-
-
-@attrs.frozen(kw_only=True, slots=True)
-class InventoryReleased(Event):
-    type: ClassVar[str] = "InventoryReleased"
-    reservation_id: str
-
-    def payload(self) -> dict[str, Any]:
-        return {"reservation_id": self.reservation_id}
-
-
-EVENT_TYPES: dict[str, type[Event]] = {
-    cls.type: cls
-    for cls in (
-        InventoryReserved,
-        InventoryReservationFailed,
-        PaymentCharged,
-        PaymentFailed,
-        ShipmentCreated,
-        ShipmentFailed,
-        PaymentRefunded,
-        InventoryReleased,
-    )
-}
-
-#: The steps a forced failure can target, by the name used in flags and fault specs.
-STEPS = ("inventory", "payment", "shipping")
-
-
-@attrs.frozen(kw_only=True, slots=True)
-class ReserveInventory:
-    """The client's request that starts a saga. Retrying it is safe: the same order gets the
-    same answer; `order_key` is what "the same order" means."""
-
+    type: str
     saga_id: str
-    sku: str
-    quantity: int
-    amount_cents: int | None = None
     client: str = "client"
+    fields: Mapping[str, Any] = attrs.field(factory=dict)
 
     @property
-    def order_key(self) -> tuple[str, int, int | None]:
-        return (self.sku, self.quantity, self.amount_cents)
+    def event_id(self) -> str:
+        return f"{self.type}:{self.saga_id}"
 
-    @classmethod
-    def from_json(cls, body: dict[str, Any], *, client: str) -> ReserveInventory:
-        """Validate a `reserve_inventory` body; raise MalformedRequest naming the bad field."""
-        saga_id = _required_str(body, "saga_id")
-        sku = _required_str(body, "sku")
-        quantity = body.get("quantity")
-        if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity < 1:
-            raise MalformedRequest("field 'quantity' must be a positive integer")
-        amount = body.get("amount")
-        amount_cents: int | None = None
-        if amount is not None:
-            try:
-                valid = (
-                    isinstance(amount, int | float)
-                    and not isinstance(amount, bool)
-                    and math.isfinite(amount)  # NaN and Infinity parse as JSON in Python
-                    and amount >= 0
-                )
-            except OverflowError:  # an integer too large for a float
-                valid = False
-            if not valid:
-                raise MalformedRequest("field 'amount' must be a non-negative number")
-            amount_cents = amount_to_cents(float(amount))
-        return cls(
-            saga_id=saga_id, sku=sku, quantity=quantity, amount_cents=amount_cents, client=client
-        )
+    def __getitem__(self, key: str) -> Any:
+        return self.fields[key]
 
 
 @attrs.frozen(kw_only=True, slots=True)
-class ReservationAccepted:
+class Accepted:
+    """The first step took the command; `info` is what the trace shows (an id, or nothing)."""
+
     saga_id: str
-    reservation_id: str
+    info: str = ""
+
+    accepted: ClassVar[bool] = True
 
 
 @attrs.frozen(kw_only=True, slots=True)
-class ReservationRefused:
-    """`code` is the Maelstrom error code the stdio mode answers with."""
+class Refused:
+    """The first step refused the command; `code` is the Maelstrom error code the stdio mode
+    answers with (22, precondition failed)."""
 
     saga_id: str
-    code: int
     text: str
+    code: int = 22
 
+    accepted: ClassVar[bool] = False
 
-Reply = ReservationAccepted | ReservationRefused
-Command = ReserveInventory
-
-
-def _required_str(body: dict[str, Any], field: str) -> str:
-    value = body.get(field)
-    if not isinstance(value, str) or not value:
-        raise MalformedRequest(f"field {field!r} must be a non-empty string")
-    return value
+    @property
+    def info(self) -> str:
+        return self.text

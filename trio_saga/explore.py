@@ -13,6 +13,7 @@ import argparse
 import concurrent.futures as cf
 import multiprocessing
 import os
+import pickle
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -23,14 +24,14 @@ import attrs
 
 from faults import Decision
 
-from .errors import SagaError
+from .errors import HandlerError, SagaError
 from .files import check_writable, write_text
-from .oracle import INVARIANTS
+from .oracle import number_of
+from .saga import BUILT_IN, SagaDefinition, saga_argument, saga_ref
 from .scenario import Scenario
 from .shrink import (
     MAX_TESTS,
     ReplayFile,
-    Variant,
     scenario_text,
     shrink,
     trace_digest,
@@ -61,9 +62,6 @@ FAMILY = {
     "partition_drop": "partition",
     "crash_after_commit": "crash after commit",
     "crash_at": "crash at a time",
-    "fail_inventory": "fail_inventory",
-    "fail_payment": "fail_payment",
-    "fail_shipping": "fail_shipping",
 }
 ROWS = tuple(dict.fromkeys(FAMILY.values()))
 ALL_RUNS, NO_FAULTS = "all runs", "no faults"
@@ -80,7 +78,7 @@ class RunSummary:
     faults: tuple[str, ...]
     counts: dict[str, int]
     fault_counts: dict[str, int]
-    violations: tuple[tuple[int, str | None, str], ...]  # (invariant, saga, detail)
+    violations: tuple[tuple[str, str | None, str], ...]  # (invariant, saga, detail)
     decisions: tuple[Decision, ...] | None
     virtual_us: int
     trace_lines: int
@@ -104,20 +102,19 @@ class Job:
 
     scenario: Scenario
     swarm: bool = False
-    variant: Variant = Variant()
+    #: The saga the runs use: the scenario's own, or another (a planted bug) given to explore.
+    saga: SagaDefinition
     digests: bool = False
     scenario_toml: str | None = None  # read once here: workers may see another directory
     max_tests: int = MAX_TESTS
 
-    @property
-    def span(self) -> float:
-        """How long the scenario keeps starting sagas (virtual s): where timed faults go."""
-        return max((g.start + (g.count - 1) * g.every for g in self.scenario.groups), default=0.0)
-
     def faults(self, seed: int) -> tuple[str, ...]:
         if self.swarm:
-            return swarm_faults(seed, max(self.span, 1.0))
+            return swarm_faults(seed, max(self.scenario.span, 1.0), self.saga)
         return tuple(self.scenario.faults)
+
+    def simulation(self, seed: int, **options: Any) -> Any:
+        return self.scenario.simulation(seed, saga=self.saga, **options)
 
 
 def _innermost(exc: BaseException) -> BaseException:
@@ -134,11 +131,11 @@ class RunCrashed(SagaError):
 def run_seed(job: Job, seed: int) -> RunSummary:
     """Run one seed of `job` in this process."""
     faults = job.faults(seed)
-    sim = job.variant.apply(job.scenario.simulation(seed, faults=faults, keep_trace=job.digests))
+    sim = job.simulation(seed, faults=faults, keep_trace=job.digests)
     try:
         result = simulate(sim)
     except Exception as raised:  # a handler under test raised: name the seed, not a traceback
-        exc = _innermost(raised)
+        exc = raised.original if isinstance(raised, HandlerError) else _innermost(raised)
         raise RunCrashed(
             f"seed {seed} of {job.scenario.name}: the run raised {type(exc).__name__}: {exc}"
             f" (faults: {', '.join(faults) or 'none'})"
@@ -175,17 +172,13 @@ def shrink_run(job: Job, run: RunSummary, *, minimise: bool = True) -> ReplayFil
     tests, shrunk = 0, False
     if minimise:
         found_min = shrink(
-            job.scenario, run.decisions, invariant, variant=job.variant, max_tests=job.max_tests
+            job.scenario, run.decisions, invariant, saga=job.saga, max_tests=job.max_tests
         )
         tests, shrunk = found_min.tests, found_min.reproduced
         decisions = found_min.decisions
     found, result = None, None
     for attempt in (decisions, None):
-        result = simulate(
-            job.variant.apply(
-                job.scenario.simulation(run.seed, faults=run.faults, decisions=attempt)
-            )
-        )
+        result = simulate(job.simulation(run.seed, faults=run.faults, decisions=attempt))
         found = violation_of(result, invariant)
         if found is not None:
             decisions = attempt
@@ -197,14 +190,15 @@ def shrink_run(job: Job, run: RunSummary, *, minimise: bool = True) -> ReplayFil
         faults=run.faults,
         decisions=decisions,
         invariant=invariant,
-        saga=found.saga_id if found else run.violations[0][1],
+        saga=saga_ref(job.saga) or job.saga.name,
+        saga_id=found.saga_id if found else run.violations[0][1],
         detail=found.detail if found else run.violations[0][2],
+        violated=tuple(dict.fromkeys(v[0] for v in run.violations)),
         swarm=job.swarm,
         shrunk=shrunk and found is not None and decisions is not None,
         recorded=len(run.decisions),
         tests=tests,
         trace_digest=trace_digest(result),
-        variant=job.variant.names(),
         scenario_toml=job.scenario_toml,
     )
 
@@ -214,9 +208,14 @@ def shrink_run(job: Job, run: RunSummary, *, minimise: bool = True) -> ReplayFil
 _JOB: Job | None = None
 
 
-def _init_worker(job: Job) -> None:
+def _init_worker(job: bytes, path: list[str]) -> None:
+    """Unpickle the job after putting the parent's extra import folders on sys.path: a user's
+    saga module found beside its scenario file is not on a fresh interpreter's path."""
     global _JOB
-    _JOB = job
+    for folder in reversed(path):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    _JOB = pickle.loads(job)
 
 
 def _run_chunk(seeds: Sequence[int]) -> list[RunSummary]:
@@ -234,7 +233,10 @@ def _pool(jobs: int, job: Job) -> cf.Executor:
     # state, an open nursery, a pytest plugin) leaks into a run; the job is pickled once.
     context = multiprocessing.get_context("spawn")
     return cf.ProcessPoolExecutor(
-        max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(job,)
+        max_workers=jobs,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(pickle.dumps(job), list(sys.path)),
     )
 
 
@@ -253,6 +255,7 @@ class Progress:
 @attrs.define(kw_only=True)
 class ExploreResult:
     scenario: str
+    saga: SagaDefinition
     swarm: bool
     jobs: int
     runs: list[RunSummary]
@@ -281,8 +284,7 @@ def explore(
     first_seed: int = 0,
     time_budget: float | None = None,
     swarm: bool = False,
-    services: Callable[[], Any] | None = None,
-    participant: Callable[..., Any] | None = None,
+    saga: SagaDefinition | None = None,
     digests: bool = False,
     shrink_failures: bool = True,
     max_shrinks: int = MAX_SHRINKS,
@@ -293,8 +295,8 @@ def explore(
     as many as fit in `time_budget` seconds) in `jobs` processes, then shrink each failure and,
     with `out`, save its replay file there.
 
-    `services` and `participant` plug in another system (tests use them for planted bugs);
-    they must be module-level callables. With `digests` every run carries its trace digest.
+    `saga` runs another saga than the scenario's own (tests plant bugs this way); it must
+    pickle (module-level functions). With `digests` every run carries its trace digest.
     """
     if isinstance(scenario, str):
         scenario = Scenario.load(scenario)
@@ -303,7 +305,7 @@ def explore(
     job = Job(
         scenario=scenario,
         swarm=swarm,
-        variant=Variant(services=services, participant=participant),
+        saga=scenario.saga if saga is None else saga,
         digests=digests,
         scenario_toml=scenario_text(scenario),
     )
@@ -395,6 +397,7 @@ def _explore(
     runs.sort(key=lambda r: r.seed)
     return ExploreResult(
         scenario=job.scenario.name,
+        saga=job.saga,
         swarm=job.swarm,
         jobs=jobs,
         runs=runs,
@@ -421,7 +424,7 @@ def _shrink_all(
 ) -> dict[int, ReplayFile]:
     # The first failure of each invariant is shrunk before any second one of the same.
     order: list[RunSummary] = []
-    seen: set[int] = set()
+    seen: set[str] = set()
     for run in failing:
         if run.violations[0][0] not in seen:
             seen.add(run.violations[0][0])
@@ -493,8 +496,13 @@ def _decisions(count: int) -> str:
     return f"{count} decision{'' if count == 1 else 's'}"
 
 
-def replay_command_line(path: Path) -> str:
-    return f"python run.py replay {path}"
+def replay_command_line(path: Path, saga: SagaDefinition | None = None) -> str:
+    """The command that replays a saved file; a saga that does not ship with trio-saga must
+    be named on it (a replay file never imports code by itself)."""
+    ref = None if saga is None else saga_argument(saga)
+    if ref is None or ref in BUILT_IN.values():
+        return f"python run.py replay {path}"
+    return f"python run.py replay {path} --saga-def {ref}"
 
 
 def format_explore(result: ExploreResult) -> str:
@@ -521,8 +529,8 @@ def format_explore(result: ExploreResult) -> str:
         where = f" {saga}" if saga else ""
         more = f" (+{len(run.violations) - 1} more)" if len(run.violations) > 1 else ""
         lines.append(
-            f"  seed {run.seed}: invariant {invariant} ({INVARIANTS[invariant]}){where}:"
-            f" {detail}{more}"
+            f"  seed {run.seed}: invariant {number_of(result.saga, invariant)} ({invariant})"
+            f"{where}: {detail}{more}"
         )
         replay = result.replays.get(run.seed)
         if replay is not None:
@@ -540,7 +548,7 @@ def format_explore(result: ExploreResult) -> str:
                 lines.append(f"    not shrunk (all {replay.recorded} decisions kept)")
         path = result.paths.get(run.seed)
         if path is not None:
-            lines.append(f"    {replay_command_line(path)}")
+            lines.append(f"    {replay_command_line(path, result.saga)}")
     return "\n".join(lines)
 
 
@@ -631,11 +639,12 @@ def replay_command(args: argparse.Namespace) -> int:
     """`run.py replay FILE [--trace PATH] [--diagram PATH] [--saga ID] [--report PATH]`:
     re-run a saved run from its decisions; exit 1 if it violates an invariant."""
     replay = ReplayFile.load(args.file)
-    scenario = replay.load_scenario()
+    saga_def = replay.load_saga(args.saga_def)
+    scenario = replay.load_scenario(saga_def)
     for path in (args.trace, args.diagram, args.report):
         if path is not None:
             check_writable(path)
-    result = simulate(replay.simulation())
+    result = simulate(replay.simulation(saga_def))
     known = result.saga_log.get
     if args.saga is not None and known(args.saga) is None:
         raise SagaError(f"no saga {args.saga!r} in this run")
@@ -659,9 +668,9 @@ def replay_command(args: argparse.Namespace) -> int:
         # By default the diagram follows the saga that broke the invariant: that is where the
         # minimal faults show.
         saga = args.saga
-        if saga is None and replay.saga is not None and known(replay.saga) is not None:
-            saga = replay.saga
-        write_text(args.diagram, mermaid(result.trace.records, saga))
+        if saga is None and replay.saga_id is not None and known(replay.saga_id) is not None:
+            saga = replay.saga_id
+        write_text(args.diagram, mermaid(result.trace.records, saga, saga=saga_def))
         written.append(f"diagram {args.diagram}" + (f" ({saga})" if saga else ""))
     if args.report is not None:
         from .report import write_report
@@ -677,11 +686,12 @@ def replay_command(args: argparse.Namespace) -> int:
 
 def _replay_verdict(replay: ReplayFile, result: SimulationResult) -> str:
     found = violation_of(result, replay.invariant)
+    number = number_of(result.saga, replay.invariant)
     if found is not None:
         where = f" ({found.saga_id})" if found.saga_id else ""
-        verdict = f"replay     invariant {replay.invariant} violated again{where}"
+        verdict = f"replay     invariant {number} ({replay.invariant}) violated again{where}"
     else:
-        verdict = f"replay     invariant {replay.invariant} NOT violated this time"
+        verdict = f"replay     invariant {number} ({replay.invariant}) NOT violated this time"
     if replay.trace_digest:
         same = trace_digest(result) == replay.trace_digest
         verdict += (

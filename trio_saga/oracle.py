@@ -1,222 +1,188 @@
 """The oracle: the invariants of DESIGN §4, checked once a run has gone quiet.
 
-It owns what "correct" means for a finished run and reads only the saga log (what was
-published, in order) and the services' final state. It must never change either, and never
-trust a service's own bookkeeping where the event stream can show otherwise: a double charge is
-found from two PaymentCharged events, not from a counter the buggy handler kept.
+It owns what "correct" means for a finished run of any saga: the generic invariants follow
+from the saga definition (every ordered saga ends; its outcome matches its events; no effect
+without its cause), and the definition adds its own checks (the shop's stock and money). It
+reads only the saga log (what was published, in order) and the services' final state; it must
+never change either, and never trust a service's own bookkeeping where the event stream can
+show otherwise: a double charge is found from two PaymentCharged events, not from a counter the
+buggy handler kept.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import attrs
 
+from .participant import Participant
+from .saga import (
+    EVERY_SAGA_ENDS,
+    NO_EFFECT_WITHOUT_CAUSE,
+    OUTCOME_MATCHES_EVENTS,
+    SagaDefinition,
+    Violation,
+)
 from .saga_log import SagaLog, SagaRecord
-from .services import Inventory, Participant, PaymentService
 from .trace import Trace
 
-INVARIANTS = {
-    1: "every saga ends",
-    2: "outcome matches events",
-    3: "stock is conserved",
-    4: "money is conserved",
-    5: "no effect without its cause",
-}
-
-#: The event sequences each outcome allows (Garcia-Molina & Salem: T1..Tn, or T1..Tj Cj..C1).
-ALLOWED = {
-    "completed": (("InventoryReserved", "PaymentCharged", "ShipmentCreated"),),
-    "compensated": (
-        ("InventoryReserved", "PaymentFailed", "InventoryReleased"),
-        (
-            "InventoryReserved",
-            "PaymentCharged",
-            "ShipmentFailed",
-            "PaymentRefunded",
-            "InventoryReleased",
-        ),
-    ),
-    "failed": (("InventoryReservationFailed",),),
-}
-
-#: effect -> the event that must come before it in the same saga.
-CAUSES = {
-    "ShipmentCreated": "PaymentCharged",
-    "PaymentRefunded": "PaymentCharged",
-    "InventoryReleased": "InventoryReserved",
-    "PaymentCharged": "InventoryReserved",
-}
+#: What the summary shows for each invariant.
+OK, FAILED, NOT_APPLICABLE = "ok", "FAIL", "n/a"
 
 
 @attrs.frozen(kw_only=True)
-class Violation:
-    invariant: int
-    saga_id: str | None
-    detail: str
-    evidence: tuple[int, ...] = ()  # trace seq numbers that show it
+class FinishedRun:
+    """What a check sees of a run that has gone quiet."""
+
+    saga: SagaDefinition
+    saga_log: SagaLog
+    participants: Mapping[str, Participant]
+    #: Saga ids the run was asked to start, in order.
+    ordered: Sequence[str] = ()
+
+    def service(self, name: str) -> Any:
+        """The final state of service `name`, or None if the run has no such service."""
+        participant = self.participants.get(name)
+        return None if participant is None else participant.service
+
+
+@attrs.frozen(kw_only=True)
+class Verdict:
+    """The oracle's answer: every violation, and for each invariant ok, FAIL or n/a."""
+
+    violations: tuple[Violation, ...]
+    results: tuple[tuple[str, str], ...]  # (invariant, OK | FAILED | NOT_APPLICABLE)
 
     @property
-    def name(self) -> str:
-        return INVARIANTS[self.invariant]
-
-    def describe(self, trace: Trace | None = None) -> str:
-        where = f"saga {self.saga_id}: " if self.saga_id else ""
-        head = f"invariant {self.invariant} ({self.name}) violated: {where}{self.detail}"
-        if trace is None or not self.evidence or not trace.records:
-            return head
-        shown = trace.select(self.evidence)
-        return "\n".join([head, *(f"    {record.render()}" for record in shown)])
+    def ok(self) -> bool:
+        return not self.violations
 
 
-def check(saga_log: SagaLog, participants: Mapping[str, Participant]) -> list[Violation]:
-    """Every violation of DESIGN §4 in a quiet system, per saga first, then the totals."""
+def judge(run: FinishedRun) -> Verdict:
+    """Every violation of DESIGN §4 in a quiet system: per saga first, then the saga's own
+    checks; and which invariants could not be checked at all."""
     violations: list[Violation] = []
-    for record in saga_log:
-        violations.extend(check_saga(record))
-    inventory = participants.get("inventory")
-    if inventory is not None and isinstance(inventory.service, Inventory):
-        violations.extend(check_stock(inventory.service, saga_log))
-    payment = participants.get("payment")
-    if payment is not None and isinstance(payment.service, PaymentService):
-        violations.extend(check_money(payment.service, saga_log))
-    return violations
+    started = {record.saga_id for record in run.saga_log}
+    for saga_id in run.ordered:
+        if saga_id not in started:
+            violations.append(
+                Violation(
+                    invariant=EVERY_SAGA_ENDS,
+                    saga_id=saga_id,
+                    detail="ordered but never started (the run ended first)",
+                )
+            )
+    for record in run.saga_log:
+        violations.extend(check_saga(run.saga, record))
+    skipped: set[str] = set()
+    for check in run.saga.checks:
+        found = check.run(run)
+        if found is None:
+            skipped.add(check.name)
+        else:
+            violations.extend(found)
+    broken = {v.invariant for v in violations}
+    results = tuple(
+        (name, NOT_APPLICABLE if name in skipped else FAILED if name in broken else OK)
+        for name in run.saga.invariants
+    )
+    return Verdict(violations=tuple(violations), results=results)
 
 
-def _evidence(record: SagaRecord) -> tuple[int, ...]:
-    return (record.started_seq, *record.seqs)
+def check(
+    saga: SagaDefinition,
+    saga_log: SagaLog,
+    participants: Mapping[str, Participant],
+    ordered: Sequence[str] = (),
+) -> list[Violation]:
+    """Every violation in a quiet system (see `judge`)."""
+    return list(
+        judge(
+            FinishedRun(saga=saga, saga_log=saga_log, participants=participants, ordered=ordered)
+        ).violations
+    )
 
 
-def check_saga(record: SagaRecord) -> list[Violation]:
+def check_saga(saga: SagaDefinition, record: SagaRecord) -> list[Violation]:
+    """The generic invariants for one saga's events."""
     found: list[Violation] = []
     types = tuple(record.types)
-    saga = record.saga_id
-    evidence = _evidence(record)
+    saga_id = record.saga_id
+    evidence = record.evidence
     if not record.done:
         found.append(
             Violation(
-                invariant=1,
-                saga_id=saga,
+                invariant=EVERY_SAGA_ENDS,
+                saga_id=saga_id,
                 evidence=evidence,
                 detail=f"stuck in progress after {_show(types)}",
             )
         )
-    elif types not in ALLOWED[record.status]:
+    elif types not in saga.allowed[record.status]:
         found.append(
             Violation(
-                invariant=2,
-                saga_id=saga,
+                invariant=OUTCOME_MATCHES_EVENTS,
+                saga_id=saga_id,
                 evidence=evidence,
                 detail=f"{record.status} but its events are {_show(types)}",
             )
         )
-    counts = Counter(types)
-    for kind, count in sorted(counts.items()):
+    for kind, count in sorted(Counter(types).items()):
         if count > 1:
-            invariant = 4 if kind in ("PaymentCharged", "PaymentRefunded") else 2
-            what = "charged" if kind == "PaymentCharged" else f"{kind} published"
             found.append(
                 Violation(
-                    invariant=invariant,
-                    saga_id=saga,
+                    invariant=OUTCOME_MATCHES_EVENTS,
+                    saga_id=saga_id,
                     evidence=evidence,
-                    detail=f"{what} {count} times",
+                    detail=f"{kind} published {count} times",
                 )
             )
+    causes, undone_before = saga.causes, saga.undone_before
     seen: set[str] = set()
     for kind in types:
-        cause = CAUSES.get(kind)
+        cause = causes.get(kind)
         if cause is not None and cause not in seen:
             found.append(
                 Violation(
-                    invariant=5,
-                    saga_id=saga,
+                    invariant=NO_EFFECT_WITHOUT_CAUSE,
+                    saga_id=saga_id,
                     evidence=evidence,
                     detail=f"{kind} without {cause} before it",
                 )
             )
-        if kind == "ShipmentCreated" and "PaymentRefunded" in seen:
+        undone = undone_before.get(kind)
+        if undone is not None and undone in seen:
             found.append(
                 Violation(
-                    invariant=5,
-                    saga_id=saga,
+                    invariant=NO_EFFECT_WITHOUT_CAUSE,
+                    saga_id=saga_id,
                     evidence=evidence,
-                    detail="ShipmentCreated after PaymentRefunded",
-                )
-            )
-        if kind == "PaymentCharged" and "InventoryReleased" in seen:
-            found.append(
-                Violation(
-                    invariant=5,
-                    saga_id=saga,
-                    evidence=evidence,
-                    detail="PaymentCharged after InventoryReleased",
+                    detail=f"{kind} after {undone}",
                 )
             )
         seen.add(kind)
     return found
 
 
-def check_stock(inventory: Inventory, saga_log: SagaLog) -> list[Violation]:
-    found: list[Violation] = []
-    for sku in sorted(inventory.initial):
-        available = inventory.stock.get(sku, 0)
-        reserved = inventory.reserved.get(sku, 0)
-        shipped = inventory.shipped.get(sku, 0)
-        initial = inventory.initial[sku]
-        if available + reserved + shipped != initial or min(available, reserved, shipped) < 0:
-            found.append(
-                Violation(
-                    invariant=3,
-                    saga_id=None,
-                    detail=(
-                        f"sku {sku}: available {available} + reserved {reserved}"
-                        f" + shipped {shipped} != initial {initial}"
-                    ),
-                )
-            )
-    for saga_id, reservation in inventory.reservations.items():
-        record = saga_log.get(saga_id)
-        if reservation.status == "held" and record is not None and record.done:
-            found.append(
-                Violation(
-                    invariant=3,
-                    saga_id=saga_id,
-                    evidence=_evidence(record),
-                    detail=f"{record.status} but {reservation.quantity} x {reservation.sku} still"
-                    " reserved (a reservation leak)",
-                )
-            )
-    return found
+def describe(violation: Violation, saga: SagaDefinition, trace: Trace | None = None) -> str:
+    """One violation as the summary prints it, with the trace lines that show it."""
+    where = f"saga {violation.saga_id}: " if violation.saga_id else ""
+    number = number_of(saga, violation.invariant)
+    head = f"invariant {number} ({violation.invariant}) violated: {where}{violation.detail}"
+    if trace is None or not violation.evidence or not trace.records:
+        return head
+    shown = trace.select(violation.evidence)
+    return "\n".join([head, *(f"    {record.render()}" for record in shown)])
 
 
-def check_money(payment: PaymentService, saga_log: SagaLog) -> list[Violation]:
-    completed_cents = 0
-    for record in saga_log:
-        charge = payment.payments.get(record.saga_id)
-        if record.status == "completed" and charge is not None:
-            completed_cents += charge.amount_cents
-    net = payment.charged_cents - payment.refunded_cents
-    if net == completed_cents:
-        return []
-    return [
-        Violation(
-            invariant=4,
-            saga_id=None,
-            detail=(
-                f"charged {_money(payment.charged_cents)}"
-                f" - refunded {_money(payment.refunded_cents)} = {_money(net)},"
-                f" but completed sagas account for {_money(completed_cents)}"
-            ),
-        )
-    ]
+def number_of(saga: SagaDefinition, invariant: str) -> int | str:
+    """The invariant's number on screen: its place in the saga's list, 1-based."""
+    names = saga.invariants
+    return names.index(invariant) + 1 if invariant in names else "?"
 
 
 def _show(types: Iterable[str]) -> str:
     listed = ", ".join(types)
     return f"[{listed}]" if listed else "nothing"
-
-
-def _money(cents: int) -> str:
-    return f"{cents / 100:.2f}"

@@ -16,16 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .files import write_text
-from .oracle import INVARIANTS
+from .oracle import FAILED, number_of
 from .scenario import Scenario
 from .simulation import SimulationResult
 from .trace import US, Record
 
 if TYPE_CHECKING:
     from .explore import ExploreResult
-
-#: Lanes of a saga's timeline, top to bottom, in the saga's own order.
-LANES = ("client", "inventory", "payment", "shipping")
 
 #: Record kinds drawn as markers on a saga's timeline; deliveries are drawn as arrows instead,
 #: and sends and acks (the bulk of a trace) are left out: they carry nothing a marker would add.
@@ -53,15 +50,6 @@ SEND_KINDS = frozenset(
 )
 
 
-def _publisher(what: str) -> str:
-    if what == "reserve_inventory":
-        return "client"
-    for lane in LANES[1:]:
-        if what.lower().startswith(lane[:4]):
-            return lane
-    return "client"
-
-
 class _Table:
     """Interned strings: the page refers to event and kind names by index."""
 
@@ -83,7 +71,10 @@ def run_data(
     """What the page draws, as plain JSON: sagas with their markers and arrows, the crash and
     partition windows, the outcome counts and the invariant results."""
     records: list[Record] = list(result.trace.records)
-    lane = {name: i for i, name in enumerate(LANES)}
+    # Lanes of a saga's timeline, top to bottom, in the saga's own order.
+    lanes = ("client", *result.saga.service_names)
+    lane = {name: i for i, name in enumerate(lanes)}
+    publisher = result.saga.publisher
     names, kinds = _Table(), _Table()
     windows: list[dict[str, Any]] = []
     open_windows: dict[tuple[str, str], dict[str, Any]] = {}
@@ -126,7 +117,7 @@ def run_data(
                     sent_t,
                     record.seq,
                     record.t_us,
-                    lane[_publisher(record.event)],
+                    lane.get(publisher.get(record.event, "client"), 0),
                     lane.get(record.node, 0),
                     names(record.event),
                     record.info.removeprefix("attempt "),
@@ -147,10 +138,11 @@ def run_data(
     for window in windows:
         if window["t1"] is None:
             window["t1"] = end
-    violated: dict[str, list[int]] = {}
+    violated: dict[str, list[int | str]] = {}
     for violation in result.violations:
         if violation.saga_id is not None:
-            violated.setdefault(violation.saga_id, []).append(violation.invariant)
+            number = number_of(result.saga, violation.invariant)
+            violated.setdefault(violation.saga_id, []).append(number)
     sagas = []
     for entry in result.saga_log:
         data = per_saga.get(entry.saga_id, {"marks": [], "msgs": []})
@@ -168,19 +160,18 @@ def run_data(
                 "t0": t0,
                 "t1": t1,
                 "events": list(entry.types),
-                "violated": sorted(set(violated.get(entry.saga_id, []))),
+                "violated": sorted(set(violated.get(entry.saga_id, [])), key=str),
                 "faults": sum(1 for m in data["marks"] if kinds.items[m[3]] in FAULT_KINDS),
                 "marks": data["marks"],
                 "msgs": data["msgs"],
             }
         )
-    broken = {v.invariant for v in result.violations}
     counts = result.counts()
     return {
         "title": title,
         "description": scenario.description if scenario is not None else "",
         "scenario": scenario.name if scenario is not None else "",
-        "lanes": list(LANES),
+        "lanes": list(lanes),
         "names": names.items,
         "kinds": kinds.items,
         "end": max(end, 1),
@@ -191,10 +182,12 @@ def run_data(
         "wall_s": round(result.wall_s, 4),
         "trace_lines": len(result.trace),
         "invariants": [
-            {"n": n, "name": name, "ok": n not in broken} for n, name in INVARIANTS.items()
+            {"n": n, "name": name, "ok": state != FAILED, "result": state}
+            for n, (name, state) in enumerate(result.verdict.results, start=1)
         ],
         "violations": [
-            {"n": v.invariant, "saga": v.saga_id, "detail": v.detail} for v in result.violations
+            {"n": number_of(result.saga, v.invariant), "saga": v.saga_id, "detail": v.detail}
+            for v in result.violations
         ],
         "windows": windows,
         "sagas": sagas,
@@ -220,8 +213,13 @@ def explore_data(title: str, result: ExploreResult) -> dict[str, Any]:
             {
                 "seed": run.seed,
                 "violations": [
-                    {"n": n, "name": INVARIANTS[n], "saga": saga, "detail": detail}
-                    for n, saga, detail in run.violations
+                    {
+                        "n": number_of(result.saga, name),
+                        "name": name,
+                        "saga": saga,
+                        "detail": detail,
+                    }
+                    for name, saga, detail in run.violations
                 ],
                 "faults": list(run.faults),
                 "recorded": len(run.decisions or ()),
@@ -466,7 +464,7 @@ RUN_SCRIPT = r"""
       var tr = tag("tr", {class: "invariant", "data-ok": String(inv.ok)}, null, table);
       tag("td", {}, String(inv.n), tr);
       tag("td", {}, inv.name, tr);
-      tag("td", {class: inv.ok ? "ok" : "bad"}, inv.ok ? "ok" : "FAIL", tr);
+      tag("td", {class: inv.ok ? "ok" : "bad"}, inv.result, tr);
       var cell = tag("td", {}, null, tr);
       var found = D.violations.filter(function (v) { return v.n === inv.n; });
       found.slice(0, 20).forEach(function (v) {

@@ -2,7 +2,7 @@
 the bus's agenda in time order.
 
 This module owns tasks, channels, cancellation and sleeping. It must never decide what a
-service does (that is `services.py`) nor in what order things happen (that is the bus's
+service does (that is the participant's service) nor in what order things happen (that is the bus's
 agenda): only one service runs at a time, handed a batch by the driver, so trio's randomised
 scheduler cannot change a run. With trio's MockClock (autojump) time is virtual and a run is
 as fast as the CPU; with the real clock the same code serves the stdio mode.
@@ -14,9 +14,8 @@ from collections.abc import Callable
 
 import trio
 
-from .bus import Batch, EventBus, serve_batch
-from .events import ReserveInventory
-from .services import Participant
+from .bus import Batch, EventBus, Payload, serve_batch
+from .participant import Participant
 from .trace import US
 
 
@@ -54,7 +53,7 @@ class Runtime:
             return max(self.bus.now, int((trio.current_time() - self._t0) * US))
         return self.bus.now
 
-    def submit(self, command: ReserveInventory) -> int:
+    def submit(self, command: Payload) -> int:
         """Start a saga now (stdio mode); the driver picks it up at once. Returns the delivery
         id the reply will carry."""
         self.bus.now = self.now_us()

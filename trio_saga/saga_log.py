@@ -1,25 +1,19 @@
 """The saga log: an observer of the event stream that knows each saga's events and status.
 
-It owns the rule from events to a saga's status (DESIGN §1: completed, compensated, failed) and
-tells a listener once when a saga ends. It must never decide anything for the services or
-publish events: the choreography has no coordinator, and this is not one.
+It applies the saga definition's rule from events to a saga's status (DESIGN §1: completed,
+compensated, failed) and tells a listener once when a saga ends. It must never decide anything
+for the services or publish events: the choreography has no coordinator, and this is not one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import attrs
 
 from .events import Event
+from .saga import SagaDefinition
 
-#: The event that ends a saga, and the status it ends it with.
-TERMINAL = {
-    "ShipmentCreated": "completed",
-    "InventoryReleased": "compensated",
-    "InventoryReservationFailed": "failed",
-}
-FAILURES = frozenset({"InventoryReservationFailed", "PaymentFailed", "ShipmentFailed"})
 STATUSES = ("in_progress", "completed", "compensated", "failed")
 
 
@@ -39,11 +33,23 @@ class SagaRecord:
     def done(self) -> bool:
         return self.status != "in_progress"
 
+    @property
+    def evidence(self) -> tuple[int, ...]:
+        """The trace lines that show this saga: its start and every event it published."""
+        return (self.started_seq, *self.seqs)
+
 
 @attrs.define
 class SagaLog:
+    saga: SagaDefinition
     sagas: dict[str, SagaRecord] = attrs.field(factory=dict)
     on_end: Callable[[SagaRecord], None] | None = None
+    _terminal: Mapping[str, str] = attrs.field(init=False)
+    _failures: frozenset[str] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._terminal = self.saga.terminal
+        self._failures = self.saga.failures
 
     def __len__(self) -> int:
         return len(self.sagas)
@@ -68,9 +74,9 @@ class SagaLog:
         record.types.append(kind)
         record.event_ids.append(event.event_id)
         record.seqs.append(seq)
-        if kind in FAILURES and record.reason is None:
+        if kind in self._failures and record.reason is None:
             record.reason = getattr(event, "reason", None)
-        status = TERMINAL.get(kind)
+        status = self._terminal.get(kind)
         if status is not None and not record.done:
             record.status = status
             record.ended_seq = seq

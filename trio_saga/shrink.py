@@ -14,7 +14,6 @@ them is a run in which those steps did not fail.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -26,14 +25,22 @@ from faults import Decision
 from faults.base import TIMED_KINDS
 
 from .errors import SagaError
-from .oracle import INVARIANTS, Violation
+from .saga import BUILT_IN, SagaDefinition, Violation, load_saga
 from .scenario import Scenario, scenario_dir
-from .simulation import ServiceFactory, Simulation, SimulationResult, simulate
+from .simulation import Simulation, SimulationResult, simulate
 
 T = TypeVar("T")
 
 FORMAT = "trio-saga replay"
-VERSION = 1
+VERSION = 2
+#: Version 1 numbered the shop's invariants; version 2 names them.
+V1_INVARIANTS = {
+    1: "every saga ends",
+    2: "outcome matches events",
+    3: "stock is conserved",
+    4: "money is conserved",
+    5: "no effect without its cause",
+}
 
 #: How many replays one shrink may run. ddmin needs O(n log n) tests on friendly inputs and
 #: O(n^2) at worst; after the saga and kind passes n is small, so this is rarely reached.
@@ -44,72 +51,10 @@ class ReplayError(SagaError):
     """A replay file that cannot be read, or names something that cannot be rebuilt."""
 
 
-# -- a planted variant of the system -----------------------------------------------------------
-
-
-@attrs.frozen(kw_only=True)
-class Variant:
-    """Another system than the default one: a services factory and/or a Participant wrapper.
-
-    Tests plug in deliberately broken variants this way. Both must be module-level callables,
-    so they pickle into worker processes and a replay file can name them.
-    """
-
-    services: ServiceFactory | None = None
-    participant: Callable[..., Any] | None = None
-
-    @property
-    def default(self) -> bool:
-        return self.services is None and self.participant is None
-
-    def apply(self, simulation: Simulation) -> Simulation:
-        changes: dict[str, Any] = {}
-        if self.services is not None:
-            changes["services"] = self.services
-        if self.participant is not None:
-            changes["participant"] = self.participant
-        return attrs.evolve(simulation, **changes) if changes else simulation
-
-    def names(self) -> dict[str, str]:
-        return {
-            field: _qualified_name(value)
-            for field, value in (("services", self.services), ("participant", self.participant))
-            if value is not None
-        }
-
-    @classmethod
-    def from_names(cls, names: dict[str, Any]) -> Variant:
-        return cls(
-            services=_import(names["services"]) if names.get("services") else None,
-            participant=_import(names["participant"]) if names.get("participant") else None,
-        )
-
-
-def _qualified_name(value: Callable[..., Any]) -> str:
-    return f"{value.__module__}:{value.__qualname__}"
-
-
-def _import(name: object) -> Callable[..., Any]:
-    if not isinstance(name, str) or ":" not in name:
-        raise ReplayError(f"bad variant name {name!r} (expected module:name)")
-    module_name, _, attr = name.partition(":")
-    try:
-        found: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            found = getattr(found, part)
-    except (ImportError, AttributeError) as exc:
-        raise ReplayError(
-            f"cannot load {name} named by the replay file: {exc} (is its directory on PYTHONPATH?)"
-        ) from None
-    if not callable(found):
-        raise ReplayError(f"{name} named by the replay file is not callable")
-    return found  # type: ignore[no-any-return]
-
-
 # -- what counts as "still failing" ------------------------------------------------------------
 
 
-def violation_of(result: SimulationResult, invariant: int) -> Violation | None:
+def violation_of(result: SimulationResult, invariant: str) -> Violation | None:
     """The first violation of `invariant` in `result`; the saga it names may differ from the
     original run's."""
     return next((v for v in result.violations if v.invariant == invariant), None)
@@ -179,7 +124,7 @@ def _split(items: list[T], parts: int) -> list[list[T]]:
 @attrs.frozen(kw_only=True)
 class ShrinkResult:
     decisions: tuple[Decision, ...]
-    invariant: int
+    invariant: str
     violation: Violation | None  # None: the full replay did not reproduce the violation
     recorded: int  # how many decisions the original run made
     tests: int  # how many replays the shrink ran
@@ -193,9 +138,9 @@ class ShrinkResult:
 def shrink(
     scenario: Scenario,
     decisions: Sequence[Decision],
-    invariant: int,
+    invariant: str,
     *,
-    variant: Variant = Variant(),  # noqa: B008 - a frozen value, safe to share
+    saga: SagaDefinition | None = None,
     max_tests: int = MAX_TESTS,
 ) -> ShrinkResult:
     """The smallest subset of `decisions` (in their order) whose replay still violates
@@ -212,7 +157,7 @@ def shrink(
             return cache[key]
         if len(cache) >= max_tests:
             raise _Budget
-        sim = variant.apply(scenario.simulation(decisions=subset, keep_trace=False))
+        sim = scenario.simulation(decisions=subset, saga=saga, keep_trace=False)
         violation = violation_of(simulate(sim), invariant)
         cache[key] = violation is not None
         if violation is not None:
@@ -270,42 +215,46 @@ class ReplayFile:
     The scenario's TOML text travels with it, so the replay does not depend on the scenario
     directory it was found with; `seed` and `faults` say where the decisions came from (and let
     a person re-run the unshrunk search), the `decisions` alone drive the replay. A file whose
-    `decisions` is None (null) re-runs the seed with its fault specs instead.
+    `decisions` is None (null) re-runs the seed with its fault specs instead. `saga` names the
+    saga it ran (`module:attribute`), which `replay` loads only if it ships with trio-saga or
+    the user names it with `--saga`: opening a file never imports code on its own.
     """
 
     scenario: str
     seed: int
     faults: tuple[str, ...]
     decisions: tuple[Decision, ...] | None
-    invariant: int
-    saga: str | None = None
+    invariant: str
+    saga: str = "shop"
+    saga_id: str | None = None
     detail: str = ""
     swarm: bool = False
     shrunk: bool = True
     recorded: int = 0
     tests: int = 0
     trace_digest: str = ""
-    variant: dict[str, str] = attrs.field(factory=dict)
     scenario_toml: str | None = None
+    #: Every invariant the failing run broke, by name (the first is `invariant`).
+    violated: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
             "version": VERSION,
             "scenario": self.scenario,
+            "saga": self.saga,
             "seed": self.seed,
             "swarm": self.swarm,
             "faults": list(self.faults),
             "invariant": self.invariant,
-            "invariant_name": INVARIANTS.get(self.invariant, "?"),
-            "saga": self.saga,
+            "violated": list(self.violated or (self.invariant,)),
+            "saga_id": self.saga_id,
             "violation": self.detail,
             "shrunk": self.shrunk,
             "recorded_decisions": self.recorded,
             "shrink_tests": self.tests,
             "decisions": None if self.decisions is None else [d.to_json() for d in self.decisions],
             "trace_digest": self.trace_digest,
-            "variant": dict(self.variant),
             "scenario_toml": self.scenario_toml,
         }
 
@@ -317,20 +266,20 @@ class ReplayFile:
     @classmethod
     def load(cls, path: str | Path) -> ReplayFile:
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            raw = Path(path).read_bytes()
         except OSError as exc:
             raise ReplayError(f"cannot read replay file {path}: {exc.strerror or exc}") from None
         try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            data = json.loads(raw.decode("utf-8"))
+        except (ValueError, RecursionError) as exc:
             raise ReplayError(f"replay file {path} is not JSON: {exc}") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ReplayError(f"{path} is not a trio-saga replay file")
-        if data.get("version") != VERSION:
+        if data.get("version") not in (1, VERSION):
             raise ReplayError(f"{path}: unsupported replay file version {data.get('version')!r}")
         try:
             return cls._from_data(data)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, SagaError) as exc:
             raise ReplayError(f"replay file {path} is malformed: {exc}") from None
 
     @classmethod
@@ -343,63 +292,94 @@ class ReplayFile:
             raise TypeError("decisions must be a list of objects (or null: re-run the seed)")
         if not isinstance(faults, list) or not all(isinstance(f, str) for f in faults):
             raise TypeError("faults must be a list of strings")
-        variant = data.get("variant") or {}
         toml = data.get("scenario_toml")
-        if not isinstance(variant, dict) or not (toml is None or isinstance(toml, str)):
-            raise TypeError("variant must be an object and scenario_toml a string")
+        if not (toml is None or isinstance(toml, str)):
+            raise TypeError("scenario_toml must be a string")
         seed, invariant = data["seed"], data["invariant"]
-        if not isinstance(seed, int) or not isinstance(invariant, int):
-            raise TypeError("seed and invariant must be integers")
+        if data["version"] == 1:
+            if data.get("variant"):
+                raise ValueError("it names a planted variant (version 1); re-create it")
+            invariant = V1_INVARIANTS.get(invariant, invariant)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError("seed must be an integer")
+        if not isinstance(invariant, str) or not invariant:
+            raise TypeError("invariant must be the name of an invariant")
+        saga = data.get("saga", "shop")
+        if not isinstance(saga, str) or not saga:
+            raise TypeError("saga must be a string (module:attribute)")
+        saga_id = data.get("saga_id", data.get("saga") if data["version"] == 1 else None)
+        violated = data.get("violated", [invariant])
+        if not isinstance(violated, list) or not all(isinstance(v, str) for v in violated):
+            raise TypeError("violated must be a list of invariant names")
         return cls(
             scenario=str(data["scenario"]),
+            saga="shop" if data["version"] == 1 else saga,
             seed=seed,
             faults=tuple(faults),
             decisions=None
             if decisions is None
             else tuple(Decision.from_json(d) for d in decisions),
             invariant=invariant,
-            saga=data.get("saga"),
+            saga_id=None if saga_id is None else str(saga_id),
             detail=str(data.get("violation", "")),
             swarm=bool(data.get("swarm", False)),
             shrunk=bool(data.get("shrunk", True)),
-            recorded=int(data.get("recorded_decisions", 0)),
-            tests=int(data.get("shrink_tests", 0)),
+            recorded=_count(data.get("recorded_decisions", 0)),
+            tests=_count(data.get("shrink_tests", 0)),
             trace_digest=str(data.get("trace_digest", "")),
-            variant={str(k): str(v) for k, v in variant.items()},
             scenario_toml=toml,
+            violated=tuple(violated),
         )
 
-    def load_scenario(self) -> Scenario:
+    def load_saga(self, named: str | None = None) -> SagaDefinition:
+        """The saga to replay on: `named` (the user's `--saga`), else the recorded one if it
+        ships with trio-saga. A file never makes us import a module on its own."""
+        if named is not None:
+            return load_saga(named)
+        if self.saga in BUILT_IN or self.saga in BUILT_IN.values():
+            return load_saga(self.saga)
+        raise ReplayError(
+            f"this replay ran on saga {self.saga}; a replay file never imports code by itself:"
+            f" name it with --saga-def {self.saga} (its module on PYTHONPATH, or PATH.py:attribute)"
+        )
+
+    def load_scenario(self, saga: SagaDefinition) -> Scenario:
+        """The embedded scenario (or the named one), on `saga` whatever the TOML names."""
         if self.scenario_toml is not None:
-            return Scenario.from_toml(self.scenario, self.scenario_toml)
+            return Scenario.from_toml(self.scenario, self.scenario_toml, saga=saga)
         return Scenario.load(self.scenario)
 
-    def simulation(self, variant: Variant | None = None, **options: Any) -> Simulation:
-        """The exact run: the recorded decisions, on the recorded (or the given) variant."""
-        chosen = Variant.from_names(self.variant) if variant is None else variant
-        base = self.load_scenario().simulation(
-            self.seed, faults=self.faults, decisions=self.decisions, **options
+    def simulation(self, saga: SagaDefinition, **options: Any) -> Simulation:
+        """The exact run: the recorded decisions, on `saga`."""
+        return self.load_scenario(saga).simulation(
+            self.seed, faults=self.faults, decisions=self.decisions, saga=saga, **options
         )
-        return chosen.apply(base)
 
-    def run(self, variant: Variant | None = None) -> SimulationResult:
-        return simulate(self.simulation(variant))
+    def run(self, saga: SagaDefinition) -> SimulationResult:
+        return simulate(self.simulation(saga))
+
+
+def _count(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TypeError(f"expected a count, got {value!r}")
+    return value
 
 
 def scenario_text(scenario: Scenario) -> str | None:
     """TOML that loads back as `scenario`, to embed in a replay file: its file's own text when
     that still says the same, else the scenario written out afresh (one built in code, or a
     file edited since). None only if neither round-trips."""
-    path = scenario_dir() / f"{scenario.name}.toml"
+    path = scenario.path or scenario_dir() / f"{scenario.name}.toml"
     try:
         text = path.read_text(encoding="utf-8")
-        if Scenario.from_toml(scenario.name, text) == scenario:
+        if Scenario.from_toml(scenario.name, text, saga=scenario.saga) == scenario:
             return text
-    except (OSError, SagaError):
+    except (OSError, UnicodeDecodeError, SagaError):
         pass
     text = scenario_toml(scenario)
     try:
-        return text if Scenario.from_toml(scenario.name, text) == scenario else None
+        loaded = Scenario.from_toml(scenario.name, text, saga=scenario.saga)
+        return text if loaded == scenario else None
     except SagaError:
         return None
 
@@ -416,32 +396,29 @@ def scenario_toml(scenario: Scenario) -> str:
             return repr(v)  # TOML reads inf and nan as Python writes them
         if isinstance(v, list | tuple):
             return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{value(k)} = {value(x)}" for k, x in v.items()) + "}"
         return str(v)
 
     lines = [
         f"description = {value(scenario.description)}",
+        f"saga = {value(scenario.saga_name)}",
         f"seed = {scenario.seed}",
         f"max_time = {value(float(scenario.max_time))}",
         f"faults = {value(list(scenario.faults))}",
-        f"default_stock = {scenario.default_stock}",
-        f"unit_price = {value(scenario.unit_price_cents / 100)}",
-        f"funds = {value(scenario.funds_cents / 100)}",
     ]
-    if scenario.stock:
-        lines += ["", "[stock]"] + [f"{value(k)} = {v}" for k, v in scenario.stock.items()]
+    if scenario.state:
+        lines += ["", "[state]"] + [f"{value(k)} = {value(v)}" for k, v in scenario.state.items()]
     for group in scenario.groups:
         lines += [
             "",
             "[[sagas]]",
             f"count = {group.count}",
-            f"sku = {value(group.sku)}",
-            f"quantity = {group.quantity}",
             f"start = {value(float(group.start))}",
             f"every = {value(float(group.every))}",
             f"fail = {value(sorted(group.fail))}",
         ]
-        if group.amount_cents is not None:
-            lines.append(f"amount = {value(group.amount_cents / 100)}")
+        lines += [f"{value(k)} = {value(v)}" for k, v in group.fields.items()]
     lines += ["", "[expect]"]
     if scenario.expect is None:
         lines.append("invariants_only = true")

@@ -9,67 +9,66 @@ a MockClock). It owns the wiring of one run; it must never hold saga logic or sc
 from __future__ import annotations
 
 import gc
+import math
 import time
-from collections.abc import Callable, Sequence
-from typing import IO, TypeVar
+from collections.abc import Iterable, Mapping, Sequence
+from typing import IO, Any, TypeVar
 
 import attrs
 import trio
 
 from faults.base import Decision, Fault, FaultInjector
 from faults.forced import ForcedFailure
-from faults.registry import FAULTS
 
 from .bus import BusConfig, EventBus
-from .events import ReserveInventory
-from .oracle import Violation, check
+from .errors import FaultSpecError, HandlerError, SagaError
+from .oracle import FinishedRun, Verdict, judge
+from .participant import Participant
 from .runtime import Runtime
+from .saga import SagaDefinition, Violation
 from .saga_log import SagaLog
-from .services import Participant, SagaService, default_services
+from .shop import SHOP
 from .trace import US, Trace
 
 ServiceT = TypeVar("ServiceT")
 
 
+def _frozen(steps: Iterable[str]) -> frozenset[str]:
+    return frozenset(steps)
+
+
 @attrs.frozen(kw_only=True)
 class SagaOrder:
-    """One saga a simulated client starts at `at` seconds; `fail` forces steps to fail."""
+    """One saga a simulated client starts at `at` seconds, with the order's `fields` (for the
+    shop: sku, quantity, amount); `fail` names steps forced to fail for it."""
 
     saga_id: str
-    sku: str = "abc123"
-    quantity: int = 1
-    amount_cents: int | None = None
     at: float = 0.0
-    fail: frozenset[str] = frozenset()
-
-    def command(self) -> ReserveInventory:
-        return ReserveInventory(
-            saga_id=self.saga_id,
-            sku=self.sku,
-            quantity=self.quantity,
-            amount_cents=self.amount_cents,
-            client="client",
-        )
+    fail: frozenset[str] = attrs.field(default=frozenset(), converter=_frozen)
+    fields: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 def orders(
-    count: int, *, sku: str = "abc123", quantity: int = 1, every: float = 0.0, prefix: str = "saga"
+    count: int, *, every: float = 0.0, prefix: str = "saga", **fields: Any
 ) -> list[SagaOrder]:
-    """`count` identical orders, one every `every` seconds, named saga-1, saga-2, ..."""
+    """`count` identical orders with these `fields`, one every `every` seconds, named
+    saga-1, saga-2, ..."""
     return [
-        SagaOrder(saga_id=f"{prefix}-{n}", sku=sku, quantity=quantity, at=(n - 1) * every)
+        SagaOrder(saga_id=f"{prefix}-{n}", at=(n - 1) * every, fields=dict(fields))
         for n in range(1, count + 1)
     ]
 
 
 @attrs.define(kw_only=True)
 class SimulationResult:
+    saga: SagaDefinition
     trace: Trace
     saga_log: SagaLog
     participants: dict[str, Participant]
     decisions: list[Decision]
     fault_counts: dict[str, int]
     violations: list[Violation]
+    verdict: Verdict
     virtual_us: int
     wall_s: float = 0.0
     stopped_early: bool = False
@@ -104,21 +103,18 @@ class SimulationResult:
         return self.trace.dump()
 
 
-ServiceFactory = Callable[[], Sequence[SagaService]]
-
-
 @attrs.define(kw_only=True)
 class Simulation:
-    """One deterministic run. Faults are plugin instances (see `faults.parse_fault`); with
-    `decisions` the run replays exactly those decisions instead of drawing from `seed`."""
+    """One deterministic run of `saga` (the shop by default) from `state` (its services'
+    initial state, as a scenario's [state] table gives it). Faults are plugin instances (see
+    `faults.parse_fault`); with `decisions` the run replays exactly those decisions instead of
+    drawing from `seed`."""
 
     orders: Sequence[SagaOrder]
+    saga: SagaDefinition = SHOP
+    state: Mapping[str, Any] = attrs.field(factory=dict)
     faults: Sequence[Fault] = ()
     seed: int = 0
-    services: ServiceFactory = default_services
-    #: How each service is wrapped: a test can plug in a Participant subclass without an
-    #: inbox (or another broken variant) to prove the oracle catches what follows.
-    participant: Callable[[SagaService], Participant] = Participant
     config: BusConfig = attrs.field(factory=BusConfig)
     max_time: float = 3600.0
     decisions: Sequence[Decision] | None = None
@@ -127,29 +123,43 @@ class Simulation:
 
     def _injector(self) -> FaultInjector:
         if self.decisions is not None:
-            return FaultInjector.replaying(self.decisions)
-        injector = FaultInjector(faults=list(self.faults), seed=self.seed)
+            return FaultInjector.replaying(self.decisions, saga=self.saga)
+        injector = FaultInjector(faults=list(self.faults), seed=self.seed, saga=self.saga)
         forced: dict[str, ForcedFailure] = {}
         for order in self.orders:
             for step in sorted(order.fail):
-                name = f"fail_{step}"
-                if name not in forced:
-                    plugin = FAULTS[name]()
-                    assert isinstance(plugin, ForcedFailure)
-                    forced[name] = plugin
-                    injector.add(plugin)
-                forced[name].force(order.saga_id)
+                if step not in forced:
+                    if step not in self.saga.fallible_steps:
+                        raise FaultSpecError(
+                            f"order {order.saga_id}: fail names no step of saga"
+                            f" {self.saga.name} that can fail: {step!r}"
+                            f" (steps that can: {', '.join(self.saga.fallible_steps)})"
+                        )
+                    forced[step] = ForcedFailure(step=step)
+                    injector.add(forced[step])
+                forced[step].force(order.saga_id)
         return injector
 
     def build(self) -> EventBus:
-        participants = [self.participant(service) for service in self.services()]
+        wrap = self.saga.participant or Participant
+        participants = [wrap(service) for service in self.saga.make_services(self.state)]
         return EventBus(
             participants,
+            saga=self.saga,
             injector=self._injector(),
             trace=Trace(self.trace_stream, keep=self.keep_trace),
-            saga_log=SagaLog(),
+            saga_log=SagaLog(self.saga),
             config=self.config,
         )
+
+    def commands(self) -> list[tuple[int, Any]]:
+        """(start time in µs, command) of every order, in start order, validated."""
+        made = []
+        for order in sorted(self.orders, key=lambda o: o.at):
+            if not (math.isfinite(order.at) and order.at >= 0):
+                raise ValueError(f"order {order.saga_id}: at must be a time in seconds >= 0")
+            made.append((round(order.at * US), self.saga.make_command(order.saga_id, order.fields)))
+        return made
 
     async def run(self) -> SimulationResult:
         """Run to quiet (or `max_time`) in the current trio run; use a MockClock for speed."""
@@ -159,18 +169,29 @@ class Simulation:
         collecting = gc.isenabled()
         gc.disable()
         try:
+            commands = self.commands()
             bus = self.build()
-            for order in sorted(self.orders, key=lambda o: o.at):
-                bus.start_saga(order.command(), round(order.at * US))
+            for at_us, command in commands:
+                bus.start_saga(command, at_us)
             bus.schedule_faults()
             await Runtime(bus).run(max_time_us=round(self.max_time * US))
+            verdict = judge(
+                FinishedRun(
+                    saga=self.saga,
+                    saga_log=bus.saga_log,
+                    participants=bus.participants,
+                    ordered=[order.saga_id for order in self.orders],
+                )
+            )
             return SimulationResult(
+                saga=self.saga,
                 trace=bus.trace,
                 saga_log=bus.saga_log,
                 participants=bus.participants,
                 decisions=list(bus.injector.decisions),
                 fault_counts=dict(sorted(bus.fault_counts.items())),
-                violations=check(bus.saga_log, bus.participants),
+                violations=list(verdict.violations),
+                verdict=verdict,
                 virtual_us=bus.now,
                 wall_s=time.perf_counter() - wall,
                 stopped_early=not bus.quiet,
@@ -193,4 +214,22 @@ def simulate(simulation: Simulation) -> SimulationResult:
     # mode's start-up time, and only simulations need it.
     from trio.testing import MockClock
 
-    return trio.run(simulation.run, clock=MockClock(autojump_threshold=0))
+    try:
+        return trio.run(simulation.run, clock=MockClock(autojump_threshold=0))
+    except SagaError:  # the run's own set-up refused something: already one line
+        raise
+    except Exception as raised:
+        raise handler_error(raised) from None
+
+
+def handler_error(raised: BaseException) -> HandlerError:
+    """The handler's own exception, out of the groups trio's nurseries wrap it in, as one
+    line: its type, its text and where it struck."""
+    exc = raised
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    if isinstance(exc, HandlerError):
+        return exc
+    where = "; ".join(getattr(exc, "__notes__", ()))
+    text = f"{type(exc).__name__}: {exc}" + (f" ({where})" if where else "")
+    return HandlerError(f"the run raised {text}", exc)

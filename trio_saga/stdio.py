@@ -22,15 +22,20 @@ from typing import IO, Any
 import attrs
 import trio
 
-from faults import FAULTS, Fault, FaultInjector, ForcedFailure
+from faults import Fault, FaultInjector, ForcedFailure
 
 from .bus import BusConfig, Delivery, EventBus
 from .errors import MalformedRequest
-from .events import STEPS, ReservationAccepted, ReservationRefused, ReserveInventory
+from .participant import Participant, SagaService
 from .runtime import Runtime
 from .saga_log import SagaLog, SagaRecord
-from .services import Participant, SagaService, default_services
+from .shop import SHOP
+from .shop.events import ReservationAccepted, ReservationRefused, ReserveInventory
+from .shop.services import default_services
 from .trace import Trace
+
+#: The steps a request flag (`fail_<step>`) can force to fail.
+STEPS = SHOP.step_names
 
 EVENT_BUS = "event_bus"
 SERVICES = ("inventory", "payment", "shipping")
@@ -229,22 +234,21 @@ class StdioNode:
         self.initialized = False
         self.output_closed = False
         self.aliases: set[str] = set()
-        injector = FaultInjector(faults=list(faults), seed=seed)
+        injector = FaultInjector(faults=list(faults), seed=seed, saga=SHOP)
         # The forced-failure plugin of a step is added when a request first asks for it: until
         # then no step question has an answer and costs nothing (a seventh of the CPU of a
         # load without fail_* flags went to asking three idle plugins).
         self.forced: dict[str, ForcedFailure] = {}
-        for step in STEPS:
-            found = injector.find(FAULTS[f"fail_{step}"])
-            if found:
-                assert isinstance(found[0], ForcedFailure)
-                self.forced[step] = found[0]
-        self.saga_log = SagaLog(on_end=self._saga_ended)
+        for found in injector.find(ForcedFailure):
+            assert isinstance(found, ForcedFailure)
+            self.forced.setdefault(found.step, found)
+        self.saga_log = SagaLog(SHOP, on_end=self._saga_ended)
         # saga id -> the fail_* flags of the request that started it: a retry must repeat them
         self._flags: dict[str, frozenset[str]] = {}
         self._requests: dict[int, _Request] = {}
         self.bus = EventBus(
             [Participant(s) for s in (services or default_services())],
+            saga=SHOP,
             injector=injector,
             trace=Trace(keep=False),
             saga_log=self.saga_log,
@@ -260,8 +264,7 @@ class StdioNode:
     def _forced(self, step: str) -> ForcedFailure:
         plugin = self.forced.get(step)
         if plugin is None:
-            made = FAULTS[f"fail_{step}"]()
-            assert isinstance(made, ForcedFailure)
+            made = ForcedFailure(step=step)
             self.bus.injector.add(made)
             plugin = self.forced[step] = made
         return plugin

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .oracle import INVARIANTS
+from .oracle import describe
 from .simulation import SimulationResult
 from .trace import US
 
@@ -27,6 +27,8 @@ def summarize(
     lines = [f"{title}" + (f" (seed {seed})" if seed is not None else "")]
     if description:
         lines.append(f"  {description}")
+    if result.saga.name != "shop":
+        lines.append(f"saga       {result.saga.name}")
     counts = result.counts()
     total = sum(counts.values())
     lines.append(f"sagas      {total}")
@@ -43,12 +45,10 @@ def summarize(
         lines.append("faults     " + ", ".join(f"{kind} {n}" for kind, n in faults.items()))
     else:
         lines.append("faults     none")
-    broken = {v.invariant for v in result.violations}
-    for number, name in INVARIANTS.items():
-        mark = "FAIL" if number in broken else "ok"
-        lines.append(f"  [{mark:>4}] {number}. {name}")
+    for number, (name, state) in enumerate(result.verdict.results, start=1):
+        lines.append(f"  [{state:>4}] {number}. {name}")
     for violation in result.violations[:MAX_VIOLATIONS_SHOWN]:
-        lines.append(violation.describe(result.trace))
+        lines.append(describe(violation, result.saga, result.trace))
     if len(result.violations) > MAX_VIOLATIONS_SHOWN:
         lines.append(f"  ... and {len(result.violations) - MAX_VIOLATIONS_SHOWN} more violations")
     for problem in mismatches:

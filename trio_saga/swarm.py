@@ -16,22 +16,14 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from faults import parse_fault
+from faults import FaultInjector, parse_fault
+
+from .saga import SagaDefinition
+from .shop import SHOP
 
 #: The chance that a seed turns a kind on. One half is the paper's choice: it maximises the
 #: variety of subsets.
 P_ON = 0.5
-
-#: Where a crash after a commit makes sense: the service and the event its commit produced.
-#: The first (a crash right after charging) is the outbox's reason to exist.
-CRASH_POINTS = (
-    ("payment", "PaymentCharged"),
-    ("inventory", "InventoryReserved"),
-    ("shipping", "ShipmentCreated"),
-    ("payment", "PaymentRefunded"),
-    ("inventory", "InventoryReleased"),
-)
-SERVICES = ("inventory", "payment", "shipping")
 
 
 def _num(value: float) -> str:
@@ -39,27 +31,38 @@ def _num(value: float) -> str:
     return f"{value:.3g}"
 
 
-def _drop(rng: random.Random, span: float) -> str:
+def crash_points(saga: SagaDefinition) -> list[tuple[str, str]]:
+    """Where a crash after a commit can strike: each step's service, after committing each
+    event that step publishes (success, failure, compensation)."""
+    return [
+        (step.service, event)
+        for step in saga.steps
+        for event in (step.success, step.failure, step.compensation)
+        if event is not None
+    ]
+
+
+def _drop(rng: random.Random, span: float, saga: SagaDefinition) -> str:
     return f"drop:p={_num(rng.uniform(0.01, 0.3))}"
 
 
-def _delay(rng: random.Random, span: float) -> str:
+def _delay(rng: random.Random, span: float, saga: SagaDefinition) -> str:
     dist = rng.choice(("constant", "uniform", "exponential"))
     mean = rng.uniform(0.005, 0.6)
     return f"delay:mean={_num(mean)},dist={dist},p={_num(rng.uniform(0.1, 1.0))}"
 
 
-def _duplicate(rng: random.Random, span: float) -> str:
+def _duplicate(rng: random.Random, span: float, saga: SagaDefinition) -> str:
     return f"duplicate:p={_num(rng.uniform(0.01, 0.4))},copies={rng.randint(1, 3)}"
 
 
-def _reorder(rng: random.Random, span: float) -> str:
+def _reorder(rng: random.Random, span: float, saga: SagaDefinition) -> str:
     window, p = rng.uniform(0.05, 1.0), rng.uniform(0.1, 0.9)
     return f"reorder:window={_num(window)},p={_num(p)}"
 
 
-def _partition(rng: random.Random, span: float) -> str:
-    service = rng.choice(SERVICES)
+def _partition(rng: random.Random, span: float, saga: SagaDefinition) -> str:
+    service = rng.choice(saga.service_names)
     start, duration = rng.uniform(0.0, span), rng.uniform(0.2, 6.0)
     direction = rng.choice(("both", "in", "out"))
     mode = rng.choice(("drop", "hold"))
@@ -69,30 +72,32 @@ def _partition(rng: random.Random, span: float) -> str:
     )
 
 
-def _crash_after(rng: random.Random, span: float) -> str:
-    # Half the time the crash after a charge, the rest spread over the other commit points.
-    service, after = CRASH_POINTS[0] if rng.random() < 0.5 else rng.choice(CRASH_POINTS[1:])
+def _crash_after(rng: random.Random, span: float, saga: SagaDefinition) -> str:
+    service, after = rng.choice(crash_points(saga))
     return (
         f"crash:service={service},after={after},downtime={_num(rng.uniform(0.1, 3.0))},"
         f"p={_num(rng.uniform(0.05, 1.0))},times={rng.randint(1, 3)}"
     )
 
 
-def _crash_at(rng: random.Random, span: float) -> str:
-    service = rng.choice(SERVICES)
+def _crash_at(rng: random.Random, span: float, saga: SagaDefinition) -> str:
+    service = rng.choice(saga.service_names)
     at, downtime = rng.uniform(0.0, span), rng.uniform(0.1, 3.0)
     return f"crash:service={service},at={_num(at)},downtime={_num(downtime)}"
 
 
-def _forced(step: str) -> Callable[[random.Random, float], str]:
-    def draw(rng: random.Random, span: float) -> str:
-        return f"fail_{step}:rate={_num(rng.uniform(0.02, 0.3))}"
+def _forced(rng: random.Random, span: float, saga: SagaDefinition) -> list[str]:
+    # Every step draws its rate, on or off, so that a saga's steps share no draws with the
+    # other features.
+    steps = [step for step in saga.steps if step.failure is not None]
+    drawn = [(step.name, rng.random() < P_ON, rng.uniform(0.02, 0.3)) for step in steps]
+    return [f"fail_{name}:rate={_num(rate)}" for name, on, rate in drawn if on]
 
-    return draw
 
+Draw = Callable[[random.Random, float, SagaDefinition], str]
 
 #: Every feature in a fixed order: the order of draws is part of what the seed determines.
-FEATURES: tuple[tuple[str, Callable[[random.Random, float], str]], ...] = (
+FEATURES: tuple[tuple[str, Draw], ...] = (
     ("drop", _drop),
     ("delay", _delay),
     ("duplicate", _duplicate),
@@ -100,13 +105,10 @@ FEATURES: tuple[tuple[str, Callable[[random.Random, float], str]], ...] = (
     ("partition", _partition),
     ("crash_after_commit", _crash_after),
     ("crash_at", _crash_at),
-    ("fail_inventory", _forced("inventory")),
-    ("fail_payment", _forced("payment")),
-    ("fail_shipping", _forced("shipping")),
 )
 
 
-def swarm_faults(seed: int, span: float = 5.0) -> tuple[str, ...]:
+def swarm_faults(seed: int, span: float = 5.0, saga: SagaDefinition = SHOP) -> tuple[str, ...]:
     """The fault mix of `seed`: a subset of the fault kinds, each with drawn parameters.
 
     `span` is how long (virtual seconds) the scenario keeps starting sagas: timed faults
@@ -119,8 +121,8 @@ def swarm_faults(seed: int, span: float = 5.0) -> tuple[str, ...]:
     span = max(span, 0.1)
     # Every feature draws its parameters whether on or off, so turning one kind on or off in a
     # future version does not reshuffle the others.
-    drawn = [(rng.random() < P_ON, draw(rng, span)) for _, draw in FEATURES]
-    specs = tuple(spec for on, spec in drawn if on)
-    for spec in specs:
-        parse_fault(spec)  # a bad draw is a bug here, not in the run it would spoil
+    drawn = [(rng.random() < P_ON, draw(rng, span, saga)) for _, draw in FEATURES]
+    specs = tuple(spec for on, spec in drawn if on) + tuple(_forced(rng, span, saga))
+    FaultInjector(faults=[parse_fault(spec) for spec in specs], saga=saga)  # a bad draw is a
+    # bug here, not in the run it would spoil
     return specs

@@ -1,26 +1,23 @@
-"""The pure core: what inventory, payment and shipping do with each event, and the durable
-participant (inbox + outbox) that makes every handler idempotent and every publish safe.
+"""The shop saga's services (DESIGN §1): what inventory, payment and shipping do with each
+event. Each is a plain class, event in -> state change and events out.
 
-Every transition of DESIGN §1 lives here, as plain methods: event in -> state change and events
-out. This module must never import trio, read a clock, draw a random number or do I/O; the time
-and any forced failure arrive in the `StepContext`, so the same inputs always give the same
-outputs. The trio runtime (`runtime.py`) wraps it.
-
-Each service keeps one small record per saga, and that record is the guard against events that
-arrive twice or out of order: a step already decided is never decided again, so there is no
-charge after a release, no shipment after a refund and no second charge for a redelivery.
+This module must never import trio, read a clock, draw a random number or do I/O; the time and
+any forced failure arrive in the `StepContext`. Each service keeps one small record per saga,
+and that record is the guard against events that arrive twice or out of order: a step already
+decided is never decided again, so there is no charge after a release, no shipment after a
+refund and no second charge for a redelivery.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Sequence
-from typing import ClassVar, Protocol, cast, runtime_checkable
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import attrs
 
+from ..events import MAX_AMOUNT, Event, amount_to_cents, valid_amount
+from ..participant import EventIds, StepContext
 from .events import (
-    Event,
     InventoryReleased,
     InventoryReservationFailed,
     InventoryReserved,
@@ -37,62 +34,6 @@ from .events import (
 DEFAULT_UNIT_PRICE_CENTS = 9999
 DEFAULT_STOCK = 1000
 DEFAULT_FUNDS_CENTS = 100_000_000
-
-#: Why a forced failure says it failed, per step (the seed's PaymentFailed says
-#: insufficient_funds, so a forced payment failure looks like a declined card).
-FORCED_REASONS = {
-    "inventory": "inventory_unavailable",
-    "payment": "insufficient_funds",
-    "shipping": "carrier_unavailable",
-}
-
-#: (step, saga_id) -> the reason to fail that step, or None to let it run.
-ForcedFailure = Callable[[str, str], "str | None"]
-
-
-def never_fail(step: str, saga_id: str) -> str | None:
-    return None
-
-
-@attrs.frozen(kw_only=True, slots=True)
-class StepContext:
-    """Everything a handler may know besides its own state and the event."""
-
-    timestamp: int
-    forced_failure: ForcedFailure = never_fail
-
-
-class SagaService(Protocol):
-    """A saga participant: reacts to the event types it subscribes to."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def subscribes_to(self) -> frozenset[str]: ...
-
-    def handle(self, event: Event, ctx: StepContext) -> Sequence[Event]: ...
-
-
-@runtime_checkable
-class AcceptsCommands(Protocol):
-    """A participant a client can call directly (inventory: the saga's first step)."""
-
-    def reserve(
-        self, command: ReserveInventory, ctx: StepContext
-    ) -> tuple[ReservationAccepted | ReservationRefused, Sequence[Event]]: ...
-
-
-@attrs.define(slots=True)
-class _EventIds:
-    """Per-service counter behind event ids, so runs are reproducible."""
-
-    prefix: str
-    issued: int = 0
-
-    def next(self) -> str:
-        self.issued += 1
-        return f"{self.prefix}-{self.issued}"
 
 
 # -- inventory ---------------------------------------------------------------------------------
@@ -114,10 +55,6 @@ class Inventory:
     shipped = initial)."""
 
     name: ClassVar[str] = "inventory"
-    subscribes_to: ClassVar[frozenset[str]] = frozenset(
-        {PaymentFailed.type, PaymentRefunded.type, ShipmentCreated.type}
-    )
-
     stock: dict[str, int] = attrs.field(factory=dict)
     default_stock: int = DEFAULT_STOCK
     unit_price_cents: int = DEFAULT_UNIT_PRICE_CENTS
@@ -127,7 +64,7 @@ class Inventory:
     shipped: dict[str, int] = attrs.field(factory=dict)
     reservations: dict[str, Reservation] = attrs.field(factory=dict)
     reservations_made: int = 0
-    ids: _EventIds = attrs.field(factory=lambda: _EventIds("inv"))
+    ids: EventIds = attrs.field(factory=lambda: EventIds("inv"))
 
     def __attrs_post_init__(self) -> None:
         for sku, count in self.stock.items():
@@ -137,6 +74,12 @@ class Inventory:
         if sku not in self.stock:
             self.stock[sku] = self.initial[sku] = self.default_stock
         return self.stock[sku]
+
+    def start(
+        self, command: ReserveInventory, ctx: StepContext
+    ) -> tuple[ReservationAccepted | ReservationRefused, Sequence[Event]]:
+        """The client's command: the saga's first step (idempotent by saga id)."""
+        return self.reserve(command, ctx)
 
     def reserve(
         self, command: ReserveInventory, ctx: StepContext
@@ -242,16 +185,12 @@ class PaymentService:
     """T2: charge on InventoryReserved. Compensates on ShipmentFailed by refunding."""
 
     name: ClassVar[str] = "payment"
-    subscribes_to: ClassVar[frozenset[str]] = frozenset(
-        {InventoryReserved.type, ShipmentFailed.type}
-    )
-
     funds_cents: int = DEFAULT_FUNDS_CENTS
     charged_cents: int = 0
     refunded_cents: int = 0
     payments: dict[str, Payment] = attrs.field(factory=dict)
     payments_made: int = 0
-    ids: _EventIds = attrs.field(factory=lambda: _EventIds("pay"))
+    ids: EventIds = attrs.field(factory=lambda: EventIds("pay"))
 
     def handle(self, event: Event, ctx: StepContext) -> Sequence[Event]:
         if isinstance(event, InventoryReserved):
@@ -321,11 +260,9 @@ class ShippingService:
     """T3: ship on PaymentCharged. The last step, so it has nothing to compensate."""
 
     name: ClassVar[str] = "shipping"
-    subscribes_to: ClassVar[frozenset[str]] = frozenset({PaymentCharged.type})
-
     shipments: dict[str, str | None] = attrs.field(factory=dict)  # saga -> shipment id or None
     shipments_made: int = 0
-    ids: _EventIds = attrs.field(factory=lambda: _EventIds("shp"))
+    ids: EventIds = attrs.field(factory=lambda: EventIds("shp"))
 
     def handle(self, event: Event, ctx: StepContext) -> Sequence[Event]:
         saga_id = event.saga_id
@@ -355,54 +292,13 @@ class ShippingService:
         )
 
 
-# -- the durable participant -------------------------------------------------------------------
-
-
-@attrs.define
-class Participant:
-    """A service with its durable inbox and outbox: what survives a crash.
-
-    `receive` commits the state change, the event id into the inbox and the produced events into
-    the outbox as one step, so a crash after it loses nothing (the outbox is published on
-    restart) and a redelivery changes nothing (the inbox answers it).
-    """
-
-    service: SagaService
-    inbox: set[str] = attrs.field(factory=set)
-    outbox: deque[Event] = attrs.field(factory=deque)
-
-    @property
-    def name(self) -> str:
-        return self.service.name
-
-    def receive(self, event: Event, ctx: StepContext) -> Sequence[Event] | None:
-        """Commit one delivered event; None when it was already processed."""
-        if event.event_id in self.inbox:
-            return None
-        produced = self.service.handle(event, ctx)
-        self.inbox.add(event.event_id)
-        self.outbox.extend(produced)
-        return produced
-
-    def execute(
-        self, command: ReserveInventory, ctx: StepContext
-    ) -> tuple[ReservationAccepted | ReservationRefused, Sequence[Event]]:
-        """Commit one client command (idempotent by saga id in the service itself)."""
-        # getattr, not isinstance(..., AcceptsCommands): a runtime protocol check is slow here.
-        if not hasattr(self.service, "reserve"):
-            raise TypeError(f"{self.name} takes no commands")
-        reply, produced = cast(AcceptsCommands, self.service).reserve(command, ctx)
-        self.outbox.extend(produced)
-        return reply, produced
-
-
 def default_services(
     *,
-    stock: dict[str, int] | None = None,
+    stock: Mapping[str, int] | None = None,
     default_stock: int = DEFAULT_STOCK,
     unit_price_cents: int = DEFAULT_UNIT_PRICE_CENTS,
     funds_cents: int = DEFAULT_FUNDS_CENTS,
-) -> list[SagaService]:
+) -> list[Inventory | PaymentService | ShippingService]:
     """The three services of DESIGN §1 with the given initial state."""
     return [
         Inventory(
@@ -411,3 +307,51 @@ def default_services(
         PaymentService(funds_cents=funds_cents),
         ShippingService(),
     ]
+
+
+#: The shop's initial state, as a scenario's [state] table names it, with the defaults.
+STATE_KEYS = ("stock", "default_stock", "unit_price", "funds")
+
+
+def shop_services(state: Mapping[str, Any]) -> list[Inventory | PaymentService | ShippingService]:
+    """The services factory of the shop saga: `state` is a scenario's [state] table
+    (`stock` per sku, `default_stock`, `unit_price` and `funds` in money units), validated."""
+    unknown = sorted(set(state) - set(STATE_KEYS))
+    if unknown:
+        raise ValueError(
+            f"unknown state key {unknown[0]!r} (the shop takes {', '.join(STATE_KEYS)})"
+        )
+    stock = state.get("stock", {})
+    if not isinstance(stock, Mapping):
+        raise ValueError("state.stock must be a table of sku = count")
+    for sku, count in stock.items():
+        if not sku:
+            raise ValueError("state.stock: a sku must be a non-empty string")
+        _count(f"state.stock.{sku}", count)
+    return default_services(
+        stock={str(k): int(v) for k, v in stock.items()},
+        default_stock=_count("state.default_stock", state.get("default_stock", DEFAULT_STOCK)),
+        unit_price_cents=_money(
+            "state.unit_price", state.get("unit_price"), DEFAULT_UNIT_PRICE_CENTS
+        ),
+        funds_cents=_money("state.funds", state.get("funds"), DEFAULT_FUNDS_CENTS),
+    )
+
+
+def _count(key: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        raise ValueError(f"{key} must be an integer from 0 to {MAX_COUNT:,}, got {value!r}")
+    return value
+
+
+def _money(key: str, value: object, default_cents: int) -> int:
+    if value is None:
+        return default_cents
+    if not valid_amount(value):
+        raise ValueError(f"{key} must be a number from 0 to {MAX_AMOUNT:,}, got {value!r}")
+    assert isinstance(value, int | float)
+    return amount_to_cents(float(value))
+
+
+#: The most stock of one sku: a billion units, far beyond a simulation, exact everywhere.
+MAX_COUNT = 1_000_000_000
