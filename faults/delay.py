@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import attrs
 
 from trio_saga.trace import US
 
-from .base import Decision, RateFault, Transmission, non_negative, probability
+from .base import Decision, Effect, RateFault, Shift, Transmission, non_negative, probability
 
 DISTRIBUTIONS = ("constant", "uniform", "exponential")
 
@@ -23,6 +23,7 @@ def _known_distribution(instance: object, attribute: attrs.Attribute[str], value
 @attrs.define(kw_only=True)
 class Delay(RateFault):
     name: ClassVar[str] = "delay"
+    effects: ClassVar[Mapping[str, Effect]] = {"delay": Shift()}
     mean: float = attrs.field(default=0.05, validator=non_negative)
     dist: str = attrs.field(default="exponential", validator=_known_distribution)
     p: float = attrs.field(default=1.0, validator=probability)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import attrs
 
-from .base import Decision, RateFault, Transmission, probability
+from .base import Copy, Decision, Effect, RateFault, Transmission, probability
 
 
 def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
@@ -19,6 +19,7 @@ def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> 
 @attrs.define(kw_only=True)
 class Duplicate(RateFault):
     name: ClassVar[str] = "duplicate"
+    effects: ClassVar[Mapping[str, Effect]] = {"duplicate": Copy()}
     p: float = attrs.field(default=0.1, validator=probability)
     copies: int = attrs.field(default=1, validator=_positive)
 

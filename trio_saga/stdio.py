@@ -24,14 +24,15 @@ import trio
 
 from faults import Fault, FaultInjector, ForcedFailure
 
-from .bus import BusConfig, Delivery, EventBus
+from .broker import BusConfig, Delivery
 from .errors import MalformedRequest
 from .participant import Participant, SagaService
-from .runtime import Runtime
 from .saga_log import SagaLog, SagaRecord
 from .shop import SHOP
 from .shop.events import ReservationAccepted, ReservationRefused, ReserveInventory
 from .shop.services import default_services
+from .sim.broker import SimBroker
+from .sim.runtime import Runtime
 from .trace import Trace
 
 #: The steps a request flag (`fail_<step>`) can force to fail.
@@ -246,7 +247,7 @@ class StdioNode:
         # saga id -> the fail_* flags of the request that started it: a retry must repeat them
         self._flags: dict[str, frozenset[str]] = {}
         self._requests: dict[int, _Request] = {}
-        self.bus = EventBus(
+        self.bus = SimBroker(
             [Participant(s) for s in (services or default_services())],
             saga=SHOP,
             injector=injector,
