@@ -1,4 +1,6 @@
-"""delay: hold a transmission back by a constant, uniform or exponential time (mean in s)."""
+"""delay: hold a transmission back by a constant, uniform or exponential time (mean in s);
+`min`/`max` give uniform a range of its own, and `dist=steps` draws one of `steps` evenly
+spaced values from min to max (as detangle's network does: 0.5/2/3.5/5 ms for 0.0005-0.005)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from trio_saga.trace import US
 
 from .base import Decision, Effect, RateFault, Shift, Transmission, non_negative, probability
 
-DISTRIBUTIONS = ("constant", "uniform", "exponential")
+DISTRIBUTIONS = ("constant", "uniform", "exponential", "steps")
 
 
 def _known_distribution(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
@@ -27,11 +29,30 @@ class Delay(RateFault):
     mean: float = attrs.field(default=0.05, validator=non_negative)
     dist: str = attrs.field(default="exponential", validator=_known_distribution)
     p: float = attrs.field(default=1.0, validator=probability)
+    #: uniform and steps: the range in s (uniform without `max`: 0 to 2 x mean).
+    min: float = attrs.field(default=0.0, validator=non_negative)
+    max: float | None = attrs.field(default=None)
+    steps: int = 4
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        ranged = self.dist in ("uniform", "steps")
+        if (self.max is not None or self.min) and not ranged:
+            raise ValueError(f"min and max are for dist=uniform or dist=steps, not {self.dist}")
+        if self.dist == "steps" and (self.max is None or self.steps < 2):
+            raise ValueError("dist=steps needs max= and steps= of at least 2")
+        if self.max is not None and self.max < self.min:
+            raise ValueError(f"max must not be below min, got min={self.min}, max={self.max}")
 
     def sample(self, rng: random.Random) -> float:
         if self.dist == "constant":
             return self.mean
+        if self.dist == "steps":
+            assert self.max is not None
+            return self.min + (self.max - self.min) * rng.randrange(self.steps) / (self.steps - 1)
         if self.dist == "uniform":
+            if self.max is not None:
+                return rng.uniform(self.min, self.max)
             return rng.uniform(0.0, 2 * self.mean)
         return rng.expovariate(1 / self.mean) if self.mean > 0 else 0.0
 

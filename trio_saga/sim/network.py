@@ -98,9 +98,7 @@ class SimNetwork:
         arrivals = [now_us]
         for decision in decisions:
             kind = decision.kind
-            effect = self.effects.get(kind)
-            if effect is None:
-                raise FaultSpecError(f"a network decision of unknown kind {kind!r}")
+            effect = self.effects.get(kind) or self._effect_of(kind)
             self.count(kind)
             value = int(decision.value)
             arrivals = effect.apply(arrivals, value)
@@ -117,6 +115,15 @@ class SimNetwork:
                 return
         for t in arrivals:
             self.agenda.at(t, now_us, Arrive(delivery))
+
+    def _effect_of(self, kind: str) -> Effect:
+        """The effect of a kind the registry does not know: a plugin of the user's own."""
+        for fault in self.injector.faults:
+            effect = type(fault).effects.get(kind)
+            if effect is not None:
+                self.effects = {**self.effects, kind: effect}
+                return effect
+        raise FaultSpecError(f"a network decision of unknown kind {kind!r}")
 
     def admits(self, delivery: Delivery, now_us: int) -> bool:
         """Whether a copy arriving now reaches its destination: not if a partition cuts the

@@ -33,13 +33,16 @@ from .broker import SimBroker
 
 class _Instant:
     """The batches of one instant, in the order they are served, passed from service to
-    service; `position` is the next one to serve."""
+    service; `position` is the next one to serve. `left` is what the last service found due
+    and could not serve without the driver (crashes to carry out, a service to start)."""
 
-    __slots__ = ("batches", "position")
+    __slots__ = ("batches", "crashed", "left", "position")
 
     def __init__(self, batches: list[tuple[str, Batch]]) -> None:
         self.batches = batches
         self.position = 0
+        self.crashed = False
+        self.left: tuple[dict[str, Batch], list[tuple[str, int]]] | None = None
 
 
 class Runtime:
@@ -69,6 +72,7 @@ class Runtime:
         self._dead: set[str] = set()
         self._done: trio.MemorySendChannel[_Instant] | None = None
         self._t0 = 0.0
+        self._max_time_us: int | None = None
         self._wakeup = trio.Event()
         self._quiet = trio.Event()
         self.started = False
@@ -103,6 +107,7 @@ class Runtime:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         self._t0 = trio.current_time()
+        self._max_time_us = max_time_us
         async with trio.open_nursery() as nursery:
             done_send, done_receive = trio.open_memory_channel[_Instant](1)
             async with done_send, done_receive:
@@ -138,21 +143,48 @@ class Runtime:
                     batch = instant.batches[instant.position][1]
                     instant.position += 1
                     alive = serve_batch(participant, batch, self.bus)
+                    if not alive:
+                        instant.crashed = True
                     self._hand_on(instant)
                     if not alive:  # crashed: the driver kills this task before it serves again
                         return
 
     def _hand_on(self, instant: _Instant) -> None:
-        """Give the instant to the next service whose batch is still wanted, or back to the
-        driver when none is left. A service a step has just crashed is skipped."""
-        batches = instant.batches
-        down = self.bus.down
-        while instant.position < len(batches):
-            name = batches[instant.position][0]
-            if name not in down:
-                self._inboxes[name].send_nowait(instant)
-                return
-            instant.position += 1
+        """Give the instant to the next service whose batch is still wanted (a service a step
+        has just crashed is skipped). When none is left, what the steps made due at this same
+        instant is served next, without a round trip to the driver, unless it needs the
+        driver (a crash to carry out, a service task to start): then back to the driver."""
+        bus = self.bus
+        down = bus.down
+        while True:
+            batches = instant.batches
+            while instant.position < len(batches):
+                name = batches[instant.position][0]
+                if name not in down:
+                    self._inboxes[name].send_nowait(instant)
+                    return
+                instant.position += 1
+            if instant.crashed or self.realtime or (self._dead and not self._dead <= down):
+                break
+            more, crashes = bus.advance(bus.now)
+            if not more and not crashes and self.clock is not None:
+                # The run owns its clock: move on to the next instant here, as the driver
+                # would, rather than wake it for that.
+                due = bus.next_due()
+                if due is None or (self._max_time_us is not None and due > self._max_time_us):
+                    break
+                if due > bus.now:
+                    if self.on_idle is not None:
+                        self.on_idle()
+                    self._jump_to(due)
+                more, crashes = bus.advance(bus.now)
+            if not more and not crashes:
+                break
+            if crashes or any(name in self._dead for name in more):
+                instant.left = (more, crashes)
+                break
+            instant.batches = list(more.items())
+            instant.position = 0
         assert self._done is not None
         self._done.send_nowait(instant)
 
@@ -172,19 +204,24 @@ class Runtime:
         max_time_us: int | None,
     ) -> None:
         bus = self.bus
+        left: tuple[dict[str, Batch], list[tuple[str, int]]] | None = None
         while True:
-            batches, crashes = bus.advance(self.now_us())
+            batches, crashes = left if left is not None else bus.advance(self.now_us())
+            left = None
             for name, _ in crashes:
                 self._kill(name)
             if self._dead:
                 await self._restart_dead(nursery)
             if batches:
                 self._hand_on(_Instant(list(batches.items())))
-                await done_receive.receive()
+                instant = await done_receive.receive()
                 for crashed, _ in bus.take_crashes():
                     self._kill(crashed)
                 if self._dead:
                     await self._restart_dead(nursery)
+                left = instant.left
+                if left is not None:
+                    continue
             due = bus.next_due()
             if due is None:
                 bus.clear_stale()
@@ -215,13 +252,17 @@ class Runtime:
                 await self._wakeup.wait()
             return
         if self.clock is not None:
-            # The run is ours: jumping is what autojump would do, without a sleep, a cancel
-            # scope, a pass of the autojump task and a Cancelled raised and caught.
-            ahead = deadline - trio.current_time()
-            if ahead > 0:
-                self.clock.jump(ahead)
-        else:
-            await trio.sleep_until(deadline)
+            self._jump_to(due_us)
+            return
+        await trio.sleep_until(deadline)
+        self.bus.now = max(self.bus.now, due_us)
+
+    def _jump_to(self, due_us: int) -> None:
+        """The run is ours: jump the clock, which is what autojump would do, without a sleep,
+        a cancel scope, a pass of the autojump task and a Cancelled raised and caught."""
+        ahead = self._t0 + due_us / US - trio.current_time()
+        if ahead > 0:
+            self.clock.jump(ahead)
         self.bus.now = max(self.bus.now, due_us)
 
     def _poke(self) -> None:
