@@ -173,7 +173,11 @@ class SimBroker:
         self._transmit(delivery)
 
     def arrive(self, delivery: Delivery) -> None:
-        if not self.network.admits(delivery, self.now):
+        network = self.network
+        # No partition and the service up (nearly always): no call into the network.
+        if (network.cuts or delivery.dest in network.down) and not network.admits(
+            delivery, self.now
+        ):
             return
         self.trace.add(
             self.now,
