@@ -373,7 +373,13 @@ class SimBroker:
     def handled(self, service: str, event: Event, produced: Sequence[Event] | None) -> None:
         if produced is None:
             self.trace.add(
-                self.now, "ignore", service, event.saga_id, event.type, event.event_id, "duplicate"
+                self.now,
+                "ignore",
+                service,
+                event.saga_id,
+                event.type,
+                getattr(event, "event_id", ""),  # a client's repeated command has none
+                "duplicate",
             )
         else:
             self.trace.add(
