@@ -4,7 +4,9 @@
 # of checks, idempotency or the trace) and never pass or fail anything on timing: it reports,
 # the reader judges. Every figure comes from this one command, side by side, because the
 # machines are shared and noisy and only ratios measured together mean anything.
-"""Measure trio-saga's throughput, scaling and memory against the goals of issue 5.
+"""Measure trio-saga's throughput, scaling and memory against the goals of issues 5 and 9:
+realistic work first (the happy path spaced in time, the fault workload, explore), then the
+burst, scaling (burst, spaced and faults), memory, the stdio node and start-up.
 
     python benchmarks/bench.py            # a table: figure, value, goal, met?
     python benchmarks/bench.py --json     # one JSON object on stdout (progress on stderr)
@@ -59,9 +61,11 @@ STDIO_AMOUNT = 0.01
 #: next starts, so the peak is what finished sagas keep, not what a burst holds in flight.
 MEMORY_EVERY = 0.001
 
-SECTIONS = ("ceiling", "sagas", "faults", "scaling", "memory", "stdio", "explore")
+SECTIONS = ("ceiling", "sagas", "faults", "explore", "scaling", "memory", "stdio", "startup")
 #: A section that needs another's figure to form its ratio.
 NEEDS = {"stdio": ("sagas",), "sagas": ("ceiling",)}
+#: Virtual seconds between sagas of the spaced happy path (each goes through on its own).
+SPACED_EVERY = 0.001
 
 
 @attrs.frozen(kw_only=True)
@@ -83,8 +87,12 @@ class Goal:
 GOALS = {
     goal.key: goal
     for goal in (
-        Goal(key="ratio_to_ceiling", at_least=0.5),
-        Goal(key="scaling_ratio_100k_10k", at_most=11),
+        Goal(key="spaced_ratio_to_ceiling", at_least=0.5),
+        Goal(key="ratio_to_ceiling", at_least=0.7),
+        Goal(key="scaling_ratio_100k_10k", at_most=10.5),
+        Goal(key="scaling_ratio_100k_10k_spaced", at_most=10.5),
+        Goal(key="scaling_ratio_10k_1k_faults", at_most=10.5),
+        Goal(key="startup_ratio_to_import_trio", at_most=1.5),
         Goal(key="bytes_per_saga", at_most=4096),
         Goal(key="stdio_ratio", at_least=0.7),
         Goal(key="explore_parallel_efficiency", at_least=0.8),
@@ -96,10 +104,14 @@ FIGURES = (
     ("ceiling_items_per_s", "items/s"),
     ("ceiling_items_per_s_buffer1", "items/s"),
     ("ceiling_items_per_s_buffered", "items/s"),
+    ("sagas_per_s_spaced", "sagas/s"),
+    ("spaced_ratio_to_ceiling", ""),
+    ("sagas_per_s_faults", "sagas/s"),
+    ("explore_runs_per_s_jobs1", "runs/s"),
+    ("explore_runs_per_s_jobs2", "runs/s"),
+    ("explore_parallel_efficiency", ""),
     ("sagas_per_s", "sagas/s"),
     ("ratio_to_ceiling", ""),
-    ("sagas_per_s_spaced", "sagas/s"),
-    ("sagas_per_s_faults", "sagas/s"),
     ("scaling_wall_s_1k", "s"),
     ("scaling_wall_s_10k", "s"),
     ("scaling_wall_s_100k", "s"),
@@ -108,6 +120,12 @@ FIGURES = (
     ("scaling_cpu_s_10k", "s"),
     ("scaling_cpu_s_100k", "s"),
     ("scaling_ratio_100k_10k_cpu", ""),
+    ("scaling_wall_s_10k_spaced", "s"),
+    ("scaling_wall_s_100k_spaced", "s"),
+    ("scaling_ratio_100k_10k_spaced", ""),
+    ("scaling_wall_s_1k_faults", "s"),
+    ("scaling_wall_s_10k_faults", "s"),
+    ("scaling_ratio_10k_1k_faults", ""),
     ("bytes_per_saga", "B"),
     ("bytes_per_saga_retained", "B"),
     ("bytes_per_saga_trace_kept", "B"),
@@ -117,9 +135,9 @@ FIGURES = (
     ("stdio_ratio", ""),
     ("stdio_sagas_per_s_settle", "sagas/s"),
     ("stdio_ratio_settle", ""),
-    ("explore_runs_per_s_jobs1", "runs/s"),
-    ("explore_runs_per_s_jobs2", "runs/s"),
-    ("explore_parallel_efficiency", ""),
+    ("startup_s_scenario_happy_path", "s"),
+    ("startup_s_import_trio", "s"),
+    ("startup_ratio_to_import_trio", ""),
 )
 
 NOTES = {
@@ -144,6 +162,12 @@ NOTES = {
         " a fresh subprocess (no run inherits another's heap), best of the repeats."
         " scaling_ratio_100k_10k (compared with the goal) is of wall time; _cpu is the same"
         " of process CPU time, which other load on a shared machine barely moves."
+        f" _spaced: one saga every virtual {SPACED_EVERY * 1000:g} ms, 10k and 100k. _faults:"
+        f" the burst with {', '.join(FAULT_SPECS)}, seed {FAULT_SEED}, 1k and 10k."
+    ),
+    "startup": (
+        "`run.py scenario happy-path` in a subprocess, whole wall time, against"
+        " `python -c 'import trio'` (the floor of any trio program), best of the repeats."
     ),
     "memory": (
         "a fresh subprocess per variant (no tracemalloc: it slows the run several times):"
@@ -369,14 +393,23 @@ def memory_probe(count: int, keep_trace: bool, every: float) -> dict[str, float]
     return {"peak": (peak - baseline) / count, "retained": (after - baseline) / count}
 
 
-def scaling_probe(count: int, repeats: int) -> dict[str, float]:
-    """Run in the subprocess: the best wall and CPU time of `repeats` burst runs."""
+def scaling_probe(
+    count: int, repeats: int, every: float = 0.0, faults: Sequence[str] = ()
+) -> dict[str, float]:
+    """Run in the subprocess: the best wall and CPU time of `repeats` runs (a burst, or
+    spaced `every` virtual s; with `faults`, seeded with FAULT_SEED)."""
     warm_up()
-    batch = orders(count)
+    batch = orders(count, every=every)
     walls: list[float] = []
     cpus: list[float] = []
     for _ in range(max(1, repeats)):
-        timed = run_simulation(Simulation(orders=batch, state=PLENTIFUL), count)
+        simulation = Simulation(
+            orders=batch,
+            state=PLENTIFUL,
+            faults=[parse_fault(spec) for spec in faults],
+            seed=FAULT_SEED,
+        )
+        timed = run_simulation(simulation, count)
         walls.append(timed.wall)
         cpus.append(timed.cpu)
     return {"wall": min(walls), "cpu": min(cpus)}
@@ -397,9 +430,11 @@ def run_probe(args: Sequence[str]) -> dict[str, float]:
     if kind == "memory" and len(rest) == 3:
         count, mode, every = rest
         return memory_probe(int(count), keep_trace=mode == "kept", every=float(every))
-    if kind == "scaling" and len(rest) == 2:
-        count, repeats = rest
-        return scaling_probe(int(count), int(repeats))
+    if kind == "scaling" and len(rest) in (2, 3, 4):
+        count, repeats, *more = rest
+        spacing = float(more[0]) if more else 0.0
+        faults = FAULT_SPECS if more[1:] == ["faults"] else ()
+        return scaling_probe(int(count), int(repeats), spacing, faults)
     raise ValueError(f"unknown probe {' '.join(args)!r}")
 
 
@@ -532,6 +567,18 @@ def explore_rate(seeds: int, jobs: int) -> float:
     return seeds / wall
 
 
+def command_wall(*args: str) -> float:
+    """Wall time of `python ARGS` in a subprocess, from the repository root."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise BenchError(f"python {' '.join(args)} exited with {done.returncode}")
+    return wall
+
+
 def _tail(text: str, lines: int = 3) -> str:
     return " | ".join(text.strip().splitlines()[-lines:]) or "(nothing)"
 
@@ -655,10 +702,10 @@ def run(sizes: Sizes, sections: Sequence[str]) -> Report:
         )
 
     def saga_figures() -> None:
-        figures["sagas_per_s"] = sizes.sagas / saga_wall(sizes.sagas, sizes.repeats)
         figures["sagas_per_s_spaced"] = sizes.spaced_sagas / saga_wall(
-            sizes.spaced_sagas, sizes.repeats, every=0.001
+            sizes.spaced_sagas, sizes.repeats, every=SPACED_EVERY
         )
+        figures["sagas_per_s"] = sizes.sagas / saga_wall(sizes.sagas, sizes.repeats)
 
     def fault_figures() -> None:
         figures["sagas_per_s_faults"] = sizes.fault_sagas / saga_wall(
@@ -666,10 +713,18 @@ def run(sizes: Sizes, sections: Sequence[str]) -> Report:
         )
 
     def scaling_figures() -> None:
-        for count, label in zip(sizes.scaling, ("1k", "10k", "100k"), strict=True):
-            timing = probe("scaling", str(count), str(sizes.scaling_repeats))
+        labels = dict(zip(sizes.scaling, ("1k", "10k", "100k"), strict=True))
+        repeats = str(sizes.scaling_repeats)
+        for count, label in labels.items():
+            timing = probe("scaling", str(count), repeats)
             figures[f"scaling_wall_s_{label}"] = timing["wall"]
             figures[f"scaling_cpu_s_{label}"] = timing["cpu"]
+        for count in sizes.scaling[1:]:
+            timing = probe("scaling", str(count), repeats, repr(SPACED_EVERY))
+            figures[f"scaling_wall_s_{labels[count]}_spaced"] = timing["wall"]
+        for count in sizes.scaling[:2]:
+            timing = probe("scaling", str(count), repeats, "0.0", "faults")
+            figures[f"scaling_wall_s_{labels[count]}_faults"] = timing["wall"]
 
     def memory_figures() -> None:
         count = sizes.memory_sagas
@@ -694,6 +749,14 @@ def run(sizes: Sizes, sections: Sequence[str]) -> Report:
         figures["explore_runs_per_s_jobs1"] = explore_rate(sizes.explore_seeds, 1)
         figures["explore_runs_per_s_jobs2"] = explore_rate(sizes.explore_seeds, 2)
 
+    def startup_figures() -> None:
+        figures["startup_s_scenario_happy_path"] = best_of(
+            sizes.repeats + 2, lambda: command_wall(str(RUN_PY), "scenario", "happy-path")
+        )
+        figures["startup_s_import_trio"] = best_of(
+            sizes.repeats + 2, lambda: command_wall("-c", "import trio")
+        )
+
     work = {
         "ceiling": ceiling_figures,
         "sagas": saga_figures,
@@ -702,11 +765,22 @@ def run(sizes: Sizes, sections: Sequence[str]) -> Report:
         "memory": memory_figures,
         "stdio": stdio_figures,
         "explore": explore_figures,
+        "startup": startup_figures,
     }
     for section in SECTIONS:
         if section in sections:
             report.measure(section, work[section])
     report.ratio("ratio_to_ceiling", "sagas_per_s", "ceiling_items_per_s")
+    report.ratio("spaced_ratio_to_ceiling", "sagas_per_s_spaced", "ceiling_items_per_s")
+    report.ratio(
+        "scaling_ratio_100k_10k_spaced", "scaling_wall_s_100k_spaced", "scaling_wall_s_10k_spaced"
+    )
+    report.ratio(
+        "scaling_ratio_10k_1k_faults", "scaling_wall_s_10k_faults", "scaling_wall_s_1k_faults"
+    )
+    report.ratio(
+        "startup_ratio_to_import_trio", "startup_s_scenario_happy_path", "startup_s_import_trio"
+    )
     report.ratio("scaling_ratio_10k_1k", "scaling_wall_s_10k", "scaling_wall_s_1k")
     report.ratio("scaling_ratio_100k_10k", "scaling_wall_s_100k", "scaling_wall_s_10k")
     report.ratio("scaling_ratio_100k_10k_cpu", "scaling_cpu_s_100k", "scaling_cpu_s_10k")

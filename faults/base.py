@@ -12,7 +12,7 @@ Times are integer microseconds of virtual time, so decisions replay exactly.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, cast
 
 import attrs
@@ -130,6 +130,47 @@ class Commit:
         return (self.service, self.saga_id, *self.produced)
 
 
+class Effect(Protocol):
+    """What a network decision does to one transmission, applied by the simulated network:
+    the arrival times of its copies in, the arrival times out (empty: it is lost), and the
+    text the trace shows for it. A plugin names the effect of each decision kind it makes
+    (`Fault.effects`), so a new kind of network fault needs no edit of the delivery code."""
+
+    def apply(self, arrivals: list[int], value: int) -> list[int]: ...
+
+    def note(self, value: int) -> str: ...
+
+
+class Lose:
+    """The transmission never arrives (drop)."""
+
+    def apply(self, arrivals: list[int], value: int) -> list[int]:
+        return []
+
+    def note(self, value: int) -> str:
+        return ""
+
+
+class Copy:
+    """`value` extra copies arrive with the first (duplicate)."""
+
+    def apply(self, arrivals: list[int], value: int) -> list[int]:
+        return arrivals + [arrivals[0]] * value
+
+    def note(self, value: int) -> str:
+        return f"{value} extra"
+
+
+class Shift:
+    """Every copy arrives `value` µs later (delay, reorder)."""
+
+    def apply(self, arrivals: list[int], value: int) -> list[int]:
+        return [t + value for t in arrivals]
+
+    def note(self, value: int) -> str:
+        return f"+{value / US:g}s"
+
+
 class Fault:
     """Base class of the plugins; each overrides only the questions it answers.
 
@@ -138,6 +179,8 @@ class Fault:
     """
 
     name: ClassVar[str] = "fault"
+    #: The effect on a transmission of each decision kind `on_transmit` makes.
+    effects: ClassVar[Mapping[str, Effect]] = {}
 
     def timeline(self, rng: random.Random) -> Sequence[Decision]:
         """Timed decisions made up front (partitions, crashes at a time)."""

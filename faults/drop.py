@@ -4,17 +4,18 @@ acked."""
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import attrs
 
-from .base import Decision, RateFault, Transmission, acting_probability
+from .base import Decision, Effect, Lose, RateFault, Transmission, acting_probability
 
 
 @attrs.define(kw_only=True)
 class Drop(RateFault):
     name: ClassVar[str] = "drop"
+    effects: ClassVar[Mapping[str, Effect]] = {"drop": Lose()}
     p: float = attrs.field(default=0.1, validator=acting_probability)
 
     def on_transmit(self, t: Transmission, rng: random.Random) -> Sequence[Decision]:

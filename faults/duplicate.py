@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import attrs
 
-from .base import Decision, RateFault, Transmission, acting_probability
+from .base import Copy, Decision, Effect, RateFault, Transmission, acting_probability
 
 #: More extra copies than this test nothing more than a few do, and each copy is a delivery the
 #: bus holds in memory (copies=1000000000 once grew a process to 4.7 GB in 30 s).
@@ -24,6 +24,7 @@ def _copies(instance: object, attribute: attrs.Attribute[int], value: int) -> No
 @attrs.define(kw_only=True)
 class Duplicate(RateFault):
     name: ClassVar[str] = "duplicate"
+    effects: ClassVar[Mapping[str, Effect]] = {"duplicate": Copy()}
     p: float = attrs.field(default=0.1, validator=acting_probability)
     copies: int = attrs.field(default=1, validator=_copies)
 

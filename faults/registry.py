@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from trio_saga.errors import FaultSpecError
 
-from .base import Fault, build, parse_params
+from .base import Effect, Fault, build, parse_params
 from .crash import Crash
 from .delay import Delay
 from .drop import Drop
@@ -20,6 +20,12 @@ from .reorder import Reorder
 #: The plugins by spec name; forced failures are `fail_STEP` for any step of the saga.
 FAULTS: dict[str, type[Fault]] = {
     cls.name: cls for cls in (Drop, Delay, Duplicate, Reorder, Partition, Crash)
+}
+
+
+#: The effect on a transmission of every network decision kind (a replay names kinds only).
+EFFECTS: dict[str, Effect] = {
+    kind: effect for cls in FAULTS.values() for kind, effect in cls.effects.items()
 }
 
 

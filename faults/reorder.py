@@ -4,19 +4,20 @@ sent close together arrive in another order (window from a microsecond to a day;
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import attrs
 
 from trio_saga.trace import US
 
-from .base import Decision, RateFault, Transmission, acting_probability, span
+from .base import Decision, Effect, RateFault, Shift, Transmission, acting_probability, span
 
 
 @attrs.define(kw_only=True)
 class Reorder(RateFault):
     name: ClassVar[str] = "reorder"
+    effects: ClassVar[Mapping[str, Effect]] = {"reorder": Shift()}
     window: float = attrs.field(default=0.5, validator=span)
     p: float = attrs.field(default=0.5, validator=acting_probability)
 

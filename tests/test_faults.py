@@ -246,7 +246,7 @@ def test_parse_fault(spec: str, expected: Fault) -> None:
         (
             "delay:dist=normal",
             "fault spec 'delay:dist=normal': dist must be one of constant, uniform, exponential,"
-            " got 'normal'",
+            " steps, got 'normal'",
         ),
         (
             "duplicate:copies=0",
@@ -454,6 +454,38 @@ def test_every_delay_in_range_is_a_finite_integer_of_microseconds(
     for decision in Delay(mean=mean, dist=dist).on_transmit(tx(attempt=n), random.Random(n)):
         assert isinstance(decision.value, int)
         assert decision.value > 0
+
+
+def test_delay_uniform_with_a_range_stays_in_it() -> None:
+    rng = random.Random(5)
+    delay = parse_fault("delay:dist=uniform,min=0.0005,max=0.005")
+    values = [int(d.value) for n in range(1, 2001) for d in delay.on_transmit(tx(attempt=n), rng)]
+    assert len(values) == 2000
+    assert 500 <= min(values) < 600
+    assert 4_900 < max(values) <= 5_000
+
+
+def test_delay_steps_draws_only_the_evenly_spaced_values() -> None:
+    rng = random.Random(6)
+    delay = parse_fault("delay:dist=steps,min=0.0005,max=0.005,steps=4")
+    values = {int(d.value) for n in range(1, 401) for d in delay.on_transmit(tx(attempt=n), rng)}
+    assert values == {500, 2_000, 3_500, 5_000}
+
+
+@pytest.mark.parametrize(
+    ("spec", "error"),
+    [
+        ("delay:dist=steps", r"^fault spec 'delay:dist=steps': dist=steps needs max= and steps="),
+        ("delay:min=0.1", r"^fault spec 'delay:min=0.1': min and max are for dist=uniform or"),
+        (
+            "delay:dist=uniform,min=0.2,max=0.1",
+            r"^fault spec 'delay:dist=uniform,min=0.2,max=0.1': max must not be below min",
+        ),
+    ],
+)
+def test_delay_ranges_that_make_no_sense_are_refused(spec: str, error: str) -> None:
+    with pytest.raises(FaultSpecError, match=error):
+        parse_fault(spec)
 
 
 def test_reorder_stays_within_its_window() -> None:

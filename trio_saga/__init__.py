@@ -8,7 +8,9 @@ The layout, ground floor first (every import points down):
     participant, saga_log      the pure participant (inbox + outbox); the saga log observer
     oracle                     generic invariants from a definition, plus its own checks
     shop/                      the shop saga: its events, services, checks and definition
-    bus, runtime, simulation   the simulated broker and network, the trio shell, one run
+    broker, step               the broker interface (its verbs); the service's step
+    sim/                       agenda, network, simulated broker, runtime (the only trio)
+    simulation                 one run (bus, runtime: former names, re-exported)
     scenario, swarm, shrink    scenario files, swarm fault mixes, delta debugging, replays
     explore, report, diagram   many seeds; what a person reads
     stdio, cli, commands       the Maelstrom node and the command line
@@ -18,12 +20,11 @@ The public API is re-exported here; see the README.
 
 from __future__ import annotations
 
-from .bus import Broker, BusConfig, Delivery, EventBus
+from .broker import Broker, BusConfig, Delivery, StepHost
 from .errors import FaultSpecError, MalformedRequest, SagaError, ScenarioError
 from .events import Accepted, Event, Refused, StartSaga
 from .oracle import FinishedRun, Verdict, check, judge
 from .participant import EventIds, Participant, SagaService, StepContext
-from .runtime import Runtime
 from .saga import (
     Check,
     SagaDefinition,
@@ -48,7 +49,10 @@ from .shop.events import (
     ShipmentFailed,
 )
 from .shop.services import Inventory, PaymentService, ShippingService, default_services
+from .sim import Runtime, SimBroker
+from .sim import SimBroker as EventBus
 from .simulation import SagaOrder, Simulation, SimulationResult, orders, simulate
+from .step import serve_batch
 from .trace import Record, Trace
 
 __all__ = [
@@ -90,9 +94,11 @@ __all__ = [
     "ShipmentCreated",
     "ShipmentFailed",
     "ShippingService",
+    "SimBroker",
     "Simulation",
     "SimulationResult",
     "StartSaga",
+    "StepHost",
     "Step",
     "StepContext",
     "Trace",
@@ -103,5 +109,6 @@ __all__ = [
     "judge",
     "load_saga",
     "orders",
+    "serve_batch",
     "simulate",
 ]

@@ -8,6 +8,7 @@ a MockClock). It owns the wiring of one run; it must never hold saga logic or sc
 
 from __future__ import annotations
 
+import functools
 import gc
 import math
 import time
@@ -17,17 +18,23 @@ from typing import IO, Any, TypeVar
 import attrs
 import trio
 
+# trio's MockClock from its private home: the public `trio.testing` imports pytest when it is
+# installed (RaisesGroup), ~0.1 s and ~10 MB for every command, stdio node and explore worker,
+# which never run a test. It is the same class (`trio.testing.MockClock is MockClock`).
+from trio._core._mock_clock import MockClock
+
 from faults.base import Decision, Fault, FaultInjector
 from faults.forced import ForcedFailure
 
-from .bus import BusConfig, EventBus
+from .broker import BusConfig
 from .errors import FaultSpecError, HandlerError, SagaError
 from .oracle import FinishedRun, Verdict, judge
 from .participant import Participant
-from .runtime import Runtime
 from .saga import SagaDefinition, Violation
 from .saga_log import SagaLog
 from .shop import SHOP
+from .sim.broker import SimBroker
+from .sim.runtime import Runtime
 from .trace import US, Trace
 
 ServiceT = TypeVar("ServiceT")
@@ -140,10 +147,10 @@ class Simulation:
                 forced[step].force(order.saga_id)
         return injector
 
-    def build(self) -> EventBus:
+    def build(self) -> SimBroker:
         wrap = self.saga.participant or Participant
         participants = [wrap(service) for service in self.saga.make_services(self.state)]
-        return EventBus(
+        return SimBroker(
             participants,
             saga=self.saga,
             injector=self._injector(),
@@ -161,8 +168,13 @@ class Simulation:
             made.append((round(order.at * US), self.saga.make_command(order.saga_id, order.fields)))
         return made
 
-    async def run(self) -> SimulationResult:
-        """Run to quiet (or `max_time`) in the current trio run; use a MockClock for speed."""
+    async def run(self, *, clock: Any = None) -> SimulationResult:
+        """Run to quiet (or `max_time`) in the current trio run; use a MockClock for speed.
+
+        `clock`: the trio MockClock of a run this simulation owns (nothing else in it waits
+        on a deadline), which the runtime then jumps instead of sleeping; `simulate` passes
+        it. Inside a test with other tasks, leave it out: the run sleeps, and their deadlines
+        fire at their own virtual times."""
         wall = time.perf_counter()
         # The simulation makes no reference cycles of its own, so the cyclic collector only
         # costs time here: it is off from the first saga queued to the oracle's verdict.
@@ -174,7 +186,7 @@ class Simulation:
             for at_us, command in commands:
                 bus.start_saga(command, at_us)
             bus.schedule_faults()
-            await Runtime(bus).run(max_time_us=round(self.max_time * US))
+            await Runtime(bus, clock=clock).run(max_time_us=round(self.max_time * US))
             verdict = judge(
                 FinishedRun(
                     saga=self.saga,
@@ -210,12 +222,9 @@ class Simulation:
 
 def simulate(simulation: Simulation) -> SimulationResult:
     """Run `simulation` in a fresh trio run on a MockClock that jumps ahead when idle."""
-    # Imported here: trio.testing pulls in pytest when it is installed, a third of the stdio
-    # mode's start-up time, and only simulations need it.
-    from trio.testing import MockClock
-
+    clock = MockClock(autojump_threshold=0)
     try:
-        return trio.run(simulation.run, clock=MockClock(autojump_threshold=0))
+        return trio.run(functools.partial(simulation.run, clock=clock), clock=clock)
     except SagaError:  # the run's own set-up refused something: already one line
         raise
     except Exception as raised:

@@ -23,9 +23,10 @@ import attrs
 
 from faults import Fault, FaultInjector, ForcedFailure
 
-from ..bus import BusConfig, Delivery, EventBus
+from ..broker import BusConfig, Delivery
 from ..errors import MalformedRequest
 from ..saga_log import SagaLog, SagaRecord
+from ..sim.broker import SimBroker
 from ..trace import Trace
 from .shop import (
     SHOP,
@@ -291,7 +292,7 @@ class StdioNode:
         # saga id -> the fail_* flags of the request that started it: a retry must repeat them
         self._flags: dict[str, frozenset[str]] = {}
         self._requests: dict[int, _Request] = {}
-        self.bus = EventBus(
+        self.bus = SimBroker(
             [Participant(s) for s in (services or default_services())],
             saga=SHOP,
             injector=injector,
