@@ -227,6 +227,17 @@ class Cluster:
                 self.mark("resume", "", f"SIGCONT pid {process.pid}")
                 process.send_signal(signal.SIGCONT)
 
+    async def stop_all(self) -> None:
+        """SIGKILL every process of the run and reap it (an unreaped child is a warning)."""
+        processes = [p for p in [*self.current.values(), *self.zombies] if p is not None]
+        for process in processes:
+            if process.returncode is None:
+                process.send_signal(signal.SIGCONT)
+                process.send_signal(signal.SIGKILL)
+        with trio.CancelScope(shield=True):
+            for process in processes:
+                await process.wait()
+
     # -- client and nemesis ----------------------------------------------------------------
 
     async def place_orders(self, client: Any) -> None:
@@ -330,10 +341,7 @@ class Cluster:
                 end = time.monotonic() + self.span() + self.timeout_s
                 stuck = not await self.wait_quiet(client, end)
                 self.closing = True
-                for process in [*self.current.values(), *self.zombies]:
-                    if process is not None and process.returncode is None:
-                        process.send_signal(signal.SIGCONT)
-                        process.send_signal(signal.SIGKILL)
+                await self.stop_all()
                 nursery.cancel_scope.cancel()
             return await self.read_back(client, stuck, time.perf_counter() - wall)
 
@@ -347,7 +355,9 @@ class Cluster:
             participants[name] = participant
         rows: list[tuple[int, int, Any, Any]] = []  # (t_us, order, kind, what)
         t0_ms = self.t0 * 1000
-        for kind in groups(self.saga):
+        # Every event type, not only those someone subscribes to: the last compensation and
+        # the last success end sagas and are read by no service.
+        for kind in (self.saga.command, *self.saga.event_types):
             for item in await client.xrange(self.keys.stream(kind)):
                 ms = int(str(item.identifier).split("-")[0])
                 seq = int(item.field_values["seq"])
