@@ -12,6 +12,7 @@ scenario the user chose.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -65,6 +66,94 @@ class ClusterResult:
     first_reclaim_s: float | None = None
 
 
+class Child:
+    """A service's process, forked by the launcher: signalled by pid, its exit reported."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._ended = trio.Event()
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def ended(self, code: int) -> None:
+        self.returncode = code
+        self._ended.set()
+
+    async def wait(self) -> int:
+        await self._ended.wait()
+        assert self.returncode is not None
+        return self.returncode
+
+
+class Launcher:
+    """The fork server (`launcher.py`) as the supervisor uses it."""
+
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        self.children: dict[int, Child] = {}
+        self._lock = trio.Lock()
+        self._started: trio.MemorySendChannel[int]
+        self._started, self._pids = trio.open_memory_channel[int](1)
+        self._ready = trio.Event()
+
+    @classmethod
+    async def open(cls, python: str, saga_arg: str, env: Mapping[str, str]) -> Launcher:
+        process = await trio.lowlevel.open_process(
+            [python, "-m", "trio_saga.redis.launcher", "--saga", saga_arg],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        return cls(process)
+
+    async def read(self) -> None:
+        """Dispatch the launcher's lines until it ends."""
+        assert self.process.stdout is not None
+        buffer = b""
+        while True:
+            chunk = await self.process.stdout.receive_some(4096)
+            if not chunk:
+                break
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                parts = line.decode().split()
+                if parts == ["ready"]:
+                    self._ready.set()
+                elif len(parts) == 3 and parts[0] == "pid":
+                    await self._started.send(int(parts[2]))
+                elif len(parts) == 3 and parts[0] == "exit":
+                    child = self.children.get(int(parts[1]))
+                    if child is not None:
+                        child.ended(int(parts[2]))
+        for child in self.children.values():
+            if child.returncode is None:
+                child.ended(-signal.SIGKILL)
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    async def start(self, service: str, url: str, ns: str) -> Child:
+        assert self.process.stdin is not None
+        async with self._lock:
+            await self.process.stdin.send_all(f"start {service} {url} {ns}\n".encode())
+            pid = await self._pids.receive()
+            child = self.children[pid] = Child(pid)
+            return child
+
+    async def close(self) -> None:
+        """Stop the launcher (its children are reaped already: no need to let it wind
+        down an interpreter full of imports)."""
+        if self.process.stdin is not None:
+            await self.process.stdin.aclose()
+        self.process.kill()
+        await self.process.wait()
+
+
 class Cluster:
     """One run of `orders` on `saga` over the Redis at `url`, in a fresh namespace."""
 
@@ -92,8 +181,8 @@ class Cluster:
         self.python = python
         self.keys = Keys(f"ts:{secrets.token_hex(4)}")
         self.services = list(saga.service_names)
-        self.current: dict[str, trio.Process | None] = dict.fromkeys(self.services)
-        self.zombies: list[trio.Process] = []
+        self.current: dict[str, Child | None] = dict.fromkeys(self.services)
+        self.zombies: list[Child] = []
         self.zombie_exits: list[int] = []
         self.downtime: dict[str, float] = {}
         self.restarting: set[str] = set()
@@ -107,6 +196,7 @@ class Cluster:
         self.services_built = saga.make_services(self.state)
         self.codec = Codec.for_saga(saga, self.services_built)
         self._nursery: trio.Nursery | None = None
+        self.launcher: Launcher | None = None
 
     # -- marks -----------------------------------------------------------------------------
 
@@ -141,24 +231,9 @@ class Cluster:
         paths = [p for p in sys.path if p and os.path.isdir(p)]
         return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
-    async def _spawn(self, service: str) -> trio.Process:
-        return await trio.lowlevel.open_process(
-            [
-                self.python,
-                "-m",
-                "trio_saga.redis.service",
-                "--redis",
-                self.url,
-                "--ns",
-                self.keys.ns,
-                "--service",
-                service,
-                "--saga",
-                self.saga_arg,
-            ],
-            env=self._env(),
-            stdin=subprocess.DEVNULL,
-        )
+    async def _spawn(self, service: str) -> Child:
+        assert self.launcher is not None
+        return await self.launcher.start(service, self.url, self.keys.ns)
 
     # -- the supervisor --------------------------------------------------------------------
 
@@ -274,6 +349,8 @@ class Cluster:
             return False
         if any(p is None for p in self.current.values()):
             return False
+        if any(p.returncode is None for p in self.zombies):
+            return False  # a resumed zombie has yet to find itself fenced off
         for kind in groups(self.saga):
             stream = self.keys.stream(kind)
             info = await client.xinfo_stream(stream)
@@ -327,8 +404,12 @@ class Cluster:
         async with client:
             await self.setup(client)
             stuck = True
+            launcher = self.launcher = await Launcher.open(self.python, self.saga_arg, self._env())
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                nursery.start_soon(launcher.read)
+                with trio.fail_after(60):
+                    await launcher.wait_ready()
                 for service in self.services:
                     nursery.start_soon(self.supervise, service, client)
                 await self.wait_ready(client, time.monotonic() + 30)
@@ -342,6 +423,8 @@ class Cluster:
                 stuck = not await self.wait_quiet(client, end)
                 self.closing = True
                 await self.stop_all()
+                with trio.CancelScope(shield=True):
+                    await launcher.close()
                 nursery.cancel_scope.cancel()
             return await self.read_back(client, stuck, time.perf_counter() - wall)
 

@@ -124,6 +124,27 @@ class ReadFaults:
 
 
 async def serve(url: str, ns: str, service: str, saga_ref: str) -> int:
+    """Run `service` until killed; the exit status says why it stopped on its own."""
+    try:
+        await _serve(url, ns, service, saga_ref)
+    except BaseException as raised:  # coredis's `async with` wraps what escapes in a group
+        exc = _unwrap(raised)
+        if isinstance(exc, Fenced):
+            print(f"{service}: fenced off by a newer process of it ({exc})", file=sys.stderr)
+            return EXIT_FENCED
+        if isinstance(exc, Reload):
+            return EXIT_RELOAD
+        raise
+    return 0
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+async def _serve(url: str, ns: str, service: str, saga_ref: str) -> None:
     import coredis
 
     saga = load_saga(saga_ref, near=None)
@@ -148,15 +169,7 @@ async def serve(url: str, ns: str, service: str, saga_ref: str) -> int:
             epoch=epoch,
         )
         faults = ReadFaults(plan, saga, service, epoch)
-        worker = Worker(saga, participant, broker, faults)
-        try:
-            await worker.run()
-        except Fenced:
-            print(f"{service}: fenced off by a newer process (epoch {epoch})", file=sys.stderr)
-            return EXIT_FENCED
-        except Reload:
-            return EXIT_RELOAD
-    return 0
+        await Worker(saga, participant, broker, faults).run()
 
 
 class Worker:
@@ -197,7 +210,7 @@ class Worker:
         if self.faults.cut("out"):
             return
         if await self.broker.publish() < 0:
-            raise Fenced
+            raise Fenced(f"relay refused to epoch {self.broker.epoch}")
 
     async def handle_all(self, batch: Sequence[Entry]) -> None:
         later: list[Entry] = []
@@ -239,7 +252,7 @@ class Worker:
             entry, state=self.participant.service, produced=outbox, reply=reply
         )
         if answer == FENCED:
-            raise Fenced
+            raise Fenced(f"commit refused to epoch {self.broker.epoch}")
         if answer == DUPLICATE and new and outbox:
             raise Reload  # our copy took a step the stored state had already taken
         if answer != COMMITTED:
