@@ -98,6 +98,9 @@ class Keys:
     def downtime(self, service: str) -> str:
         return f"{self.ns}:down:{service}"
 
+    def first_step(self, service: str, epoch: int) -> str:
+        return f"{self.ns}:first:{service}:{epoch}"
+
     def ready(self, service: str) -> str:
         return f"{self.ns}:ready:{service}"
 

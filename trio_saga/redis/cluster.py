@@ -63,7 +63,8 @@ class ClusterResult:
     ns: str
     zombie_exits: list[int]
     fault_counts: dict[str, int]
-    first_reclaim_s: float | None = None
+    #: (service, seconds from a nemesis SIGKILL to the first step its next process took).
+    recoveries: list[tuple[str, float]] = attrs.Factory(list)
 
 
 class Child:
@@ -187,6 +188,8 @@ class Cluster:
         self.downtime: dict[str, float] = {}
         self.restarting: set[str] = set()
         self.marks: list[Mark] = []
+        #: (service, wall time) of each SIGKILL by the nemesis, for recovery times.
+        self.kills: list[tuple[str, float]] = []
         self.unexpected: list[str] = []
         self.counts: dict[str, int] = {}
         self.t0 = 0.0
@@ -280,6 +283,7 @@ class Cluster:
         if process is None or process.returncode is not None:
             return False
         self.downtime[service] = downtime
+        self.kills.append((service, time.time()))
         self.mark("crash", service, f"SIGKILL, down {downtime:g}s")
         process.send_signal(signal.SIGKILL)
         return True
@@ -511,7 +515,17 @@ class Cluster:
             wall_s=wall_s,
             stopped_early=stuck,
         )
+        recoveries = []
+        for service, killed_at in self.kills:
+            epochs = int(await client.get(self.keys.epoch(service)) or 0)
+            firsts = [
+                await client.get(self.keys.first_step(service, e)) for e in range(1, epochs + 1)
+            ]
+            after = [float(t) for t in firsts if t is not None and float(t) > killed_at]
+            if after:
+                recoveries.append((service, min(after) - killed_at))
         return ClusterResult(
+            recoveries=recoveries,
             result=result,
             stuck=stuck,
             ns=self.keys.ns,

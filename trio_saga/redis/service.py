@@ -185,6 +185,7 @@ class Worker:
         self.broker = broker
         self.faults = faults
         self.name = broker.service
+        self.committed = False
 
     async def run(self) -> None:
         await self.relay()
@@ -257,6 +258,12 @@ class Worker:
             raise Reload  # our copy took a step the stored state had already taken
         if answer != COMMITTED:
             return
+        if not self.committed:  # when this process first took a step: recovery, measured
+            self.committed = True
+            keys = self.broker.keys
+            await self.broker.client.set(
+                keys.first_step(self.name, self.broker.epoch), repr(time.time())
+            )
         for kind in self.faults.decided:
             await self.broker.count(kind)
         if outbox:
