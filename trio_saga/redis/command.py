@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import trio
@@ -21,6 +22,9 @@ from ..saga import saga_argument
 from ..scenario import Scenario
 from ..summary import summarize
 from . import RedisRunError, require
+
+if TYPE_CHECKING:
+    from .cluster import Cluster, ClusterResult
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -56,6 +60,25 @@ def check_url(url: str) -> tuple[str, int]:
     return parsed.hostname, port
 
 
+def _run(cluster: Cluster) -> ClusterResult:
+    """The run; its errors out of trio's and coredis's exception groups, as one line."""
+    import coredis.exceptions
+
+    try:
+        return trio.run(cluster.run)
+    except Exception as raised:
+        exc: BaseException = raised
+        while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]
+        if isinstance(exc, SagaError):
+            raise exc from None
+        if isinstance(exc, coredis.exceptions.RedisError | OSError):
+            raise RedisRunError(
+                f"the run lost its Redis server: {type(exc).__name__}: {exc}"
+            ) from None
+        raise
+
+
 def redis_command(args: argparse.Namespace) -> int:
     require()
     from .cluster import DEFAULT_TIMEOUT_S, Cluster
@@ -89,10 +112,10 @@ def redis_command(args: argparse.Namespace) -> int:
         host, port = check_url(args.redis)
         if not ping(host, port, timeout=1.0):
             raise RedisRunError(f"no Redis server answers at {args.redis}")
-        done = trio.run(cluster(args.redis).run)
+        done = _run(cluster(args.redis))
     else:
         with private_server() as server:
-            done = trio.run(cluster(server.url).run)
+            done = _run(cluster(server.url))
     result = done.result
     mismatches = scenario.outcome_mismatches(result)
     if done.stuck:
