@@ -4,6 +4,7 @@ server on a free 127.0.0.1 port (never 6379) and is bounded by the cluster's own
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from trio_saga.redis.server import Server, private_server
 from trio_saga.redis.service import EXIT_FENCED, MIN_IDLE_MS
 from trio_saga.saga import saga_argument
 from trio_saga.scenario import Scenario
+from trio_saga.shop.services import Inventory, PaymentService
 
 TIMEOUT_S = 40.0
 
@@ -62,7 +64,7 @@ def assert_nothing_lost_nothing_twice(done: ClusterResult, mismatches: list[str]
 
 def shop_totals(done: ClusterResult) -> tuple[int, int]:
     """(net cents charged, cents of the completed sagas), from the stored state."""
-    payment = done.result.participants["payment"].service
+    payment = done.result.service("payment", PaymentService)
     completed = sum(
         payment.payments[r.saga_id].amount_cents
         for r in done.result.saga_log
@@ -81,7 +83,7 @@ async def test_the_shops_scenarios_end_with_every_saga_finished_and_charged_once
     assert_nothing_lost_nothing_twice(done, mismatches)
     charged, completed = shop_totals(done)
     assert charged == completed
-    inventory = done.result.participants["inventory"].service
+    inventory = done.result.service("inventory", Inventory)
     for sku, initial in inventory.initial.items():
         assert inventory.stock[sku] + inventory.reserved[sku] + inventory.shipped[sku] == initial
     if name == "crash-after-charge":
@@ -153,8 +155,53 @@ async def test_a_zombie_is_fenced_off_and_changes_nothing_twice(server: Server) 
     assert done.zombie_exits == [EXIT_FENCED]
     charged, completed = shop_totals(done)
     assert charged == completed
-    payments = done.result.participants["payment"].service.payments
+    payments = done.result.service("payment", PaymentService).payments
     assert sorted(payments) == sorted(f"saga-{n}" for n in range(1, 31))
+
+
+BROKER_RESTART = """
+description = "The Redis server is SIGKILLed mid-run and started again from its append-only file."
+seed = 2
+faults = ["duplicate:p=0.1"]
+
+[[sagas]]
+count = 30
+every = 0.05
+
+[[sagas]]
+count = 5
+start = 0.1
+every = 0.2
+fail = ["payment"]
+
+[expect]
+completed = 30
+compensated = 5
+"""
+
+
+# coredis 6.9 leaves anyio memory streams of the connection the restart broke unclosed; they
+# warn when collected. Only that warning is let through here, and the garbage is collected
+# before the test ends so that it cannot surface in another test.
+@pytest.mark.filterwarnings("ignore:Unclosed <MemoryObject:ResourceWarning")
+async def test_a_broker_restart_with_appendonly_loses_nothing() -> None:
+    with private_server(appendonly=True) as own:
+        first_pid = own.process.pid
+
+        async def restart_the_broker(cluster: Cluster, client: Any) -> None:
+            await trio.sleep(0.8)
+            cluster.mark("broker_restart", "redis", "SIGKILL, then the same port and AOF")
+            await trio.to_thread.run_sync(own.restart)
+
+        done, mismatches = await run_scenario(
+            own, Scenario.from_toml("broker-restart", BROKER_RESTART), restart_the_broker
+        )
+        assert own.process.pid != first_pid
+    assert_nothing_lost_nothing_twice(done, mismatches)
+    assert done.fault_counts["broker_restart"] == 1
+    gc.collect()
+    charged, completed = shop_totals(done)
+    assert charged == completed
 
 
 async def test_the_travel_example_runs_through_it_under_every_fault(server: Server) -> None:

@@ -13,6 +13,7 @@ scenario the user chose.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -21,8 +22,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import attrs
 import trio
@@ -39,13 +40,32 @@ from ..trace import US, Trace
 from . import RedisRunError
 from .broker import ORDER, Keys, groups
 from .codec import Codec
-from .service import EXIT_FENCED, EXIT_RELOAD
+from .service import EXIT_BROKER_LOST, EXIT_FENCED, EXIT_RELOAD
 
 #: How long a run may take to go quiet after its last order and timed fault, in seconds.
 DEFAULT_TIMEOUT_S = 60.0
 POLL_S = 0.1
 #: A service that dies this many times without a kill of ours is a bug: the run stops.
 MAX_UNEXPECTED_EXITS = 5
+#: How long the run waits for a server that went away (a broker restart) to answer again.
+BROKER_GRACE_S = 15.0
+BROKER_RETRY_S = 0.1
+
+T = TypeVar("T")
+
+
+async def patiently(make: Callable[[], Awaitable[T]]) -> T:
+    """`make()`, retried while the server is away (a broker restart), for BROKER_GRACE_S."""
+    import coredis.exceptions
+
+    end = time.monotonic() + BROKER_GRACE_S
+    while True:
+        try:
+            return await make()
+        except (coredis.exceptions.ConnectionError, coredis.exceptions.BusyLoadingError, OSError):
+            if time.monotonic() > end:
+                raise
+            await trio.sleep(BROKER_RETRY_S)
 
 
 @attrs.define
@@ -256,12 +276,15 @@ class Cluster:
         if self.closing:
             return
         downtime = self.downtime.pop(service, None)
-        stored = await client.get(self.keys.downtime(service))
+        stored = await patiently(lambda: client.get(self.keys.downtime(service)))
         if stored is not None:
-            await client.delete([self.keys.downtime(service)])
+            await patiently(lambda: client.delete([self.keys.downtime(service)]))
             downtime = float(stored) if downtime is None else downtime
             self.mark("crash", service, "after a commit, before the relay")
-        if code not in (-signal.SIGKILL, EXIT_RELOAD):
+        if code == EXIT_BROKER_LOST:
+            self.mark("broker_lost", service)
+            downtime = BROKER_RETRY_S
+        elif code not in (-signal.SIGKILL, EXIT_RELOAD):
             self.unexpected.append(f"service {service} exited with status {code}")
             self.mark("exit", service, f"status {code}")
             if len(self.unexpected) >= MAX_UNEXPECTED_EXITS:
@@ -326,10 +349,11 @@ class Cluster:
             if wait > 0:
                 await trio.sleep(wait)
             command = self.saga.make_command(order.saga_id, order.fields)
-            await script(
-                keys=[self.keys.stream(self.saga.command), self.keys.seq],
-                args=[self.codec.dumps(command)],
-            )
+            text = self.codec.dumps(command)
+            # A retry after a lost reply may place an order twice: the entry service's inbox
+            # (or its idempotent start) answers the second.
+            keys = [self.keys.stream(self.saga.command), self.keys.seq]
+            await patiently(functools.partial(script, keys=keys, args=[text]))
         self.placed = True
 
     async def nemesis(self) -> None:
@@ -349,6 +373,9 @@ class Cluster:
     # -- quiet -----------------------------------------------------------------------------
 
     async def is_quiet(self, client: Any) -> bool:
+        return await patiently(lambda: self._is_quiet(client))
+
+    async def _is_quiet(self, client: Any) -> bool:
         if not (self.placed and self.nemesis_done) or self.restarting:
             return False
         if any(p is None for p in self.current.values()):
@@ -376,9 +403,14 @@ class Cluster:
             await trio.sleep(POLL_S)
         return False
 
+    @staticmethod
+    async def _get_all(client: Any, keys: Sequence[str]) -> list[Any]:
+        return [await client.get(key) for key in keys]
+
     async def wait_ready(self, client: Any, end: float) -> None:
         while True:
-            found = [await client.get(self.keys.ready(s)) for s in self.services]
+            keys = [self.keys.ready(s) for s in self.services]
+            found = await patiently(functools.partial(self._get_all, client, keys))
             if all(v is not None for v in found):
                 return
             if time.monotonic() > end:
@@ -491,7 +523,7 @@ class Cluster:
             trace.add(m.t_us, m.kind, m.node, info=m.info)
         counts = {k: int(v) for k, v in (await client.hgetall(self.keys.faults)).items()}
         for kind, n in self.counts.items():
-            if kind in ("crash", "pause", "restart"):
+            if kind in ("crash", "pause", "restart", "broker_lost", "broker_restart"):
                 counts[kind] = counts.get(kind, 0) + n
         verdict = judge(
             FinishedRun(

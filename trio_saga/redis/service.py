@@ -12,7 +12,8 @@ participant does), never write a key but through the broker's scripts, and never
 that its command line did not name (the run plan in Redis is data: fault specs, saga ids).
 
 Exit statuses: 3 when fenced off (a newer process of this service exists), 4 when its stored
-state disagreed with what it held (it is restarted and reloads).
+state disagreed with what it held (it is restarted and reloads), 5 when it lost the server (a
+broker restart: it is started again when the server answers).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from ..trace import US
 from .broker import COMMITTED, DUPLICATE, FENCED, Entry, Keys, RedisBroker
 from .codec import Codec
 
-EXIT_FENCED, EXIT_RELOAD = 3, 4
+EXIT_FENCED, EXIT_RELOAD, EXIT_BROKER_LOST = 3, 4, 5
 #: How long an entry sits unacknowledged before the sweep claims it, and how often it looks.
 MIN_IDLE_MS = 500
 SWEEP_EVERY_S = 0.25
@@ -134,8 +135,21 @@ async def serve(url: str, ns: str, service: str, saga_ref: str) -> int:
             return EXIT_FENCED
         if isinstance(exc, Reload):
             return EXIT_RELOAD
+        if _broker_lost(exc):
+            print(f"{service}: lost the Redis server ({exc})", file=sys.stderr)
+            return EXIT_BROKER_LOST
         raise
     return 0
+
+
+def _broker_lost(exc: BaseException) -> bool:
+    """Whether `exc` says the server went away (a broker restart): the process stops, and is
+    started again when the server is back. Everything it committed is in the server."""
+    import coredis.exceptions
+
+    return isinstance(
+        exc, coredis.exceptions.ConnectionError | coredis.exceptions.BusyLoadingError | OSError
+    )
 
 
 def _unwrap(exc: BaseException) -> BaseException:
