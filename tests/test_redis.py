@@ -53,6 +53,7 @@ async def run_scenario(
 def assert_nothing_lost_nothing_twice(done: ClusterResult, mismatches: list[str]) -> None:
     result = done.result
     assert not done.stuck
+    assert done.unexpected == []
     assert mismatches == []
     assert result.counts()["in_progress"] == 0
     assert [v.detail for v in result.violations] == []

@@ -85,6 +85,8 @@ class ClusterResult:
     fault_counts: dict[str, int]
     #: (service, seconds from a nemesis SIGKILL to the first step its next process took).
     recoveries: list[tuple[str, float]] = attrs.Factory(list)
+    #: Exits nobody asked for (a handler that raised): the run does not pass with any.
+    unexpected: list[str] = attrs.Factory(list)
 
 
 class Child:
@@ -557,6 +559,7 @@ class Cluster:
             if after:
                 recoveries.append((service, min(after) - killed_at))
         return ClusterResult(
+            unexpected=list(self.unexpected),
             recoveries=recoveries,
             result=result,
             stuck=stuck,

@@ -118,6 +118,7 @@ def redis_command(args: argparse.Namespace) -> int:
             done = _run(cluster(server.url))
     result = done.result
     mismatches = scenario.outcome_mismatches(result)
+    mismatches += done.unexpected
     if done.stuck:
         mismatches.insert(0, f"stuck: not quiet within {timeout:g}s after the last order")
     print(
