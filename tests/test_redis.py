@@ -123,6 +123,7 @@ compensated = 6
 async def test_a_kill_of_each_service_mid_run_loses_nothing(server: Server) -> None:
     done, mismatches = await run_scenario(server, Scenario.from_toml("kill-each", KILL_EACH))
     assert_nothing_lost_nothing_twice(done, mismatches)
+    assert done.fault_counts["crash_after_commit"] == 2
     assert done.fault_counts["crash"] >= 5  # three kills by the nemesis, two after a commit
     assert done.fault_counts["restart"] >= 5
     charged, completed = shop_totals(done)

@@ -369,7 +369,12 @@ class Cluster:
             wait = self.t0 + crash.at - time.time()
             if wait > 0:
                 await trio.sleep(wait)
-            self.kill(crash.service, crash.downtime)
+            # A service that is down (another crash) is killed once it is back: every kill
+            # the scenario asks for happens.
+            while True:
+                if self.kill(crash.service, crash.downtime):
+                    break
+                await trio.sleep(0.01)
         self.nemesis_done = True
 
     # -- quiet -----------------------------------------------------------------------------

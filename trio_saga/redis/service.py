@@ -50,6 +50,16 @@ BLOCK_MS = 50
 BATCH = 100
 
 
+#: Lua: whether a `crash:after=` fault is due (its count so far below `times`); if so, count
+#: it and leave the downtime. KEYS: crashes, downtime, faults. ARGV: field, times, downtime.
+CRASH_DUE = """
+if redis.call('HINCRBY', KEYS[1], ARGV[1], 1) > tonumber(ARGV[2]) then return 0 end
+redis.call('SET', KEYS[2], ARGV[3])
+redis.call('HINCRBY', KEYS[3], 'crash_after_commit', 1)
+return 1
+"""
+
+
 class Fenced(Exception):
     """A newer process of this service has taken over: this one must stop at once."""
 
@@ -290,14 +300,16 @@ class Worker:
             rng = random.Random(f"{self.faults.seed}:{self.name}:{saga_id}:{index}")
             if rng.random() >= crash.p:
                 continue
-            field = f"{self.name}:{index}"
-            if int(await self.broker.client.hincrby(self.broker.keys.crashes, field, 1)) > (
-                crash.times
-            ):
-                continue
+            # One script: the crash is used up, its downtime left for the supervisor and
+            # counted, together or not at all (a kill from outside may strike any time).
             keys = self.broker.keys
-            await self.broker.client.set(keys.downtime(self.name), str(crash.downtime))
-            await self.broker.count("crash_after_commit")
+            due = await self.broker.client.eval(
+                CRASH_DUE,
+                [keys.crashes, keys.downtime(self.name), keys.faults],
+                [f"{self.name}:{index}", str(crash.times), str(crash.downtime)],
+            )
+            if not int(due):
+                continue
             os.kill(os.getpid(), signal.SIGKILL)  # right after the commit, before the relay
 
 
