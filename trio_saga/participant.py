@@ -82,7 +82,9 @@ class Participant:
     """
 
     service: SagaService
-    inbox: set[str] = attrs.field(factory=set)
+    #: (event type, event id) of every event committed: ids need only be unique per event
+    #: type, so two services that number their events alike (`d-1`, `d-2`, ...) never collide.
+    inbox: set[tuple[str, str]] = attrs.field(factory=set)
     outbox: deque[Event] = attrs.field(factory=deque)
 
     @property
@@ -91,10 +93,11 @@ class Participant:
 
     def receive(self, event: Any, ctx: StepContext) -> Sequence[Event] | None:
         """Commit one delivered event; None when it was already processed."""
-        if event.event_id in self.inbox:
+        key = (event.type, event.event_id)
+        if key in self.inbox:
             return None
         produced = self.service.handle(event, ctx)
-        self.inbox.add(event.event_id)
+        self.inbox.add(key)
         self.outbox.extend(produced)
         return produced
 
@@ -107,7 +110,13 @@ class Participant:
         runner derives the answer from what it published. None as events: a duplicate."""
         start = getattr(self.service, "start", None)
         if start is None:
-            return None, self.receive(command, ctx)
+            key = (command.type, command.saga_id)  # one command per saga
+            if key in self.inbox:
+                return None, None
+            produced = self.service.handle(command, ctx)
+            self.inbox.add(key)
+            self.outbox.extend(produced)
+            return None, produced
         reply, produced = start(command, ctx)
         self.outbox.extend(produced)
         return reply, produced
