@@ -5,6 +5,7 @@ server on a free 127.0.0.1 port (never 6379) and is bounded by the cluster's own
 from __future__ import annotations
 
 import gc
+import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -216,13 +217,32 @@ async def test_the_travel_example_runs_through_it_under_every_fault(server: Serv
     assert counts.get("duplicate", 0) >= 1
 
 
-def test_the_command_line_runs_a_scenario_and_prints_the_summary() -> None:
-    done = run_py("redis", "happy-path", "--timeout", str(TIMEOUT_S), timeout=180)
+def test_the_command_line_runs_a_scenario_and_prints_the_summary(tmp_path: Path) -> None:
+    trace, report = tmp_path / "run.jsonl", tmp_path / "run.html"
+    done = run_py(
+        "redis",
+        "happy-path",
+        "--timeout",
+        str(TIMEOUT_S),
+        "--trace",
+        str(trace),
+        "--report",
+        str(report),
+        timeout=180,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "happy-path (redis) (seed 1)"
     assert "  completed       20  (expected 20)" in lines
-    assert lines[-1] == "result     PASS"
+    assert lines[-2] == "result     PASS"
+    assert lines[-1].startswith(f"wrote      trace {trace} (")
+    records = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert sorted(r["saga"] for r in records if r["kind"] == "start") == sorted(
+        f"saga-{n}" for n in range(1, 21)
+    )
+    published = Counter(r["event"] for r in records if r["kind"] == "publish")
+    assert published == {"InventoryReserved": 20, "PaymentCharged": 20, "ShipmentCreated": 20}
+    assert report.read_text().lower().startswith("<!doctype html>")
 
 
 def test_the_command_line_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
