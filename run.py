@@ -4,7 +4,12 @@ over stdin/stdout."""
 
 import sys
 
-from trio_saga.cli import main
+try:
+    from trio_saga.cli import main
+except KeyboardInterrupt:  # Ctrl-C while the modules load: still no traceback
+    if sys.stderr is not None:
+        print("run.py: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 if __name__ == "__main__":
     sys.exit(main())

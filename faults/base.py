@@ -38,13 +38,65 @@ class Decision:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Decision:
+        """A recorded decision, checked: a kind some fault makes, a key of strings and
+        integers, and a value of the type that kind records (a replay file is someone else's
+        file: nothing in it may reach the run unchecked)."""
+        shown = repr(data)[:120]
         try:
-            key = tuple(data["key"])
-            if not all(isinstance(k, str | int) for k in key):
+            kind, key = data["kind"], tuple(data["key"])
+            value: Any = data.get("value", 0)
+            if not all(isinstance(k, str | int) and not isinstance(k, bool) for k in key):
                 raise TypeError("key parts must be strings or integers")
-            return cls(kind=str(data["kind"]), key=key, value=data.get("value", 0))
-        except (KeyError, TypeError) as exc:
-            raise FaultSpecError(f"bad recorded decision {data!r}: {exc}") from None
+            if not isinstance(kind, str):
+                raise TypeError("kind must be a string")
+            expected = _value_type(kind)
+            if expected is None:
+                known = ", ".join([*DECISION_VALUES, "fail_STEP"])
+                raise ValueError(f"no fault makes decisions of kind {kind!r} (known: {known})")
+            if isinstance(value, bool) or not isinstance(value, expected):
+                raise TypeError(f"a {kind} decision's value must be {_type_word(expected)}")
+            most = MAX_RECORDED.get(kind, MAX_RECORDED["delay"])
+            if isinstance(value, int) and not 0 <= value <= most:
+                raise ValueError(f"a {kind} decision's value must be from 0 to {most:,}")
+            if kind == "partition" and value not in ("drop", "hold"):
+                raise ValueError("a partition decision's value is drop or hold")
+            if kind in TIMED_KEYS and [type(k) for k in key] != list(TIMED_KEYS[kind]):
+                names = ", ".join(t.__name__ for t in TIMED_KEYS[kind])
+                raise ValueError(f"a {kind} decision's key is ({names})")
+            return cls(kind=kind, key=key, value=cast(int | str, value))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FaultSpecError(f"bad recorded decision {shown}: {exc}") from None
+
+
+#: The type of the value each kind of decision records (fail_STEP: the reason, a string).
+DECISION_VALUES: dict[str, type] = {
+    "drop": int,
+    "delay": int,
+    "duplicate": int,
+    "reorder": int,
+    "partition": str,
+    "crash_at": int,
+    "crash_after_commit": int,
+}
+#: The parts of a timed decision's key, which the bus unpacks: (service, direction, start µs,
+#: end µs) and (service, at µs).
+TIMED_KEYS: dict[str, tuple[type, ...]] = {
+    "partition": (str, str, int, int),
+    "crash_at": (str, int),
+}
+#: The largest integer a decision may record: a day of µs for times, as many copies as the
+#: duplicate plugin makes at most.
+MAX_RECORDED = {"delay": 86_400 * 1_000_000, "duplicate": 100}
+
+
+def _value_type(kind: str) -> type | None:
+    if kind.startswith("fail_") and len(kind) > len("fail_"):
+        return str
+    return DECISION_VALUES.get(kind)
+
+
+def _type_word(kind: type) -> str:
+    return "an integer" if kind is int else "a string"
 
 
 @attrs.frozen(kw_only=True, slots=True)
@@ -231,12 +283,56 @@ def non_negative(instance: object, attribute: attrs.Attribute[float], value: flo
         raise ValueError(f"{attribute.name} must not be negative, got {value}")
 
 
+# -- finite, sane ranges for the network plugins (drop, delay, duplicate, reorder) -------------
+
+#: The longest time a network fault's parameter may name: a day, far beyond any run (stdio
+#: drains in seconds, scenarios run minutes of virtual time), and small enough that a time in
+#: microseconds stays an exact integer and a sampled delay can never overflow.
+MAX_SECONDS = 86_400.0
+#: The shortest delay or reorder window that can act: one microsecond, the unit of time;
+#: anything shorter rounds to no delay at all.
+MIN_SPAN_S = 1e-6
+
+
+def acting_probability(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    """A probability above 0 (at 0 the fault can never act) and at most 1."""
+    probability(instance, attribute, value)
+    if value == 0:
+        raise ValueError(f"{attribute.name}=0 can never act (give {attribute.name} in (0, 1])")
+
+
+def seconds(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    """A time in seconds from 0 to a day; NaN and infinity are refused."""
+    if not 0 <= value <= MAX_SECONDS:
+        raise ValueError(
+            f"{attribute.name} must be between 0 and {MAX_SECONDS:g} seconds, got {value}"
+        )
+
+
+def span(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    """A delay or window: at least a microsecond (less can never act), at most a day."""
+    seconds(instance, attribute, value)
+    if value < MIN_SPAN_S:
+        raise ValueError(
+            f"{attribute.name}={value:g} can never act (give {attribute.name} between"
+            f" {MIN_SPAN_S:g} and {MAX_SECONDS:g} seconds)"
+        )
+
+
+def end_time(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    """Like `seconds`, but `inf` (the default: the fault never stops) is allowed too."""
+    if value != float("inf") and not 0 <= value <= MAX_SECONDS:
+        raise ValueError(
+            f"{attribute.name} must be between 0 and {MAX_SECONDS:g} seconds, or inf, got {value}"
+        )
+
+
 @attrs.define(kw_only=True)
 class RateFault(Fault):
     """A fault that acts on each transmission while active: [start, end) in virtual seconds."""
 
-    start: float = attrs.field(default=0.0, validator=non_negative)
-    end: float = attrs.field(default=float("inf"), validator=non_negative)
+    start: float = attrs.field(default=0.0, validator=seconds)
+    end: float = attrs.field(default=float("inf"), validator=end_time)
 
     def __attrs_post_init__(self) -> None:
         if self.end <= self.start:

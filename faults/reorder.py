@@ -1,5 +1,5 @@
 """reorder: give transmissions a random extra delay within `window` seconds, so that messages
-sent close together arrive in another order."""
+sent close together arrive in another order (window from a microsecond to a day; p in (0, 1])."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import attrs
 
 from trio_saga.trace import US
 
-from .base import Decision, RateFault, Transmission, non_negative, probability
+from .base import Decision, RateFault, Transmission, acting_probability, span
 
 
 @attrs.define(kw_only=True)
 class Reorder(RateFault):
     name: ClassVar[str] = "reorder"
-    window: float = attrs.field(default=0.5, validator=non_negative)
-    p: float = attrs.field(default=0.5, validator=probability)
+    window: float = attrs.field(default=0.5, validator=span)
+    p: float = attrs.field(default=0.5, validator=acting_probability)
 
     def on_transmit(self, t: Transmission, rng: random.Random) -> Sequence[Decision]:
         if not self.active(t.now) or rng.random() >= self.p:

@@ -34,7 +34,7 @@ GOOD = {"saga_id": "saga42", "sku": "abc123", "quantity": 2}
 SAGA_ID_TEXT = "field 'saga_id' must be a non-empty string"
 SKU_TEXT = "field 'sku' must be a non-empty string"
 QUANTITY_TEXT = "field 'quantity' must be a positive integer"
-AMOUNT_TEXT = "field 'amount' must be a number from 0 to 100,000,000,000"
+AMOUNT_TEXT = "field 'amount' must be a number from 0 to 1,000,000,000,000"
 
 
 _MISSING: Any = object()  # a field left out of the body altogether
@@ -91,12 +91,24 @@ def test_explicit_null_amount_means_default_price() -> None:
         ({"amount": "99.99"}, AMOUNT_TEXT),
         ({"amount": True}, AMOUNT_TEXT),
         ({"amount": [1]}, AMOUNT_TEXT),
+        # issue 10, item 1: these overflowed on the way to cents and were answered 13
+        ({"amount": 1e308}, AMOUNT_TEXT),
+        ({"amount": 10**308}, AMOUNT_TEXT),
+        ({"amount": 10**12 + 0.01}, AMOUNT_TEXT),
     ],
 )
 def test_malformed_request_names_the_field(changes: dict[str, Any], text: str) -> None:
     with pytest.raises(MalformedRequest) as caught:
         ReserveInventory.from_json(body(**changes), client="c")
     assert str(caught.value) == text
+
+
+def test_the_largest_amount_is_a_trillion_in_exact_cents() -> None:
+    command = ReserveInventory.from_json(body(amount=10**12), client="c")
+    assert command.amount_cents == 10**14
+    assert ReserveInventory.from_json(body(amount=999_999_999_999.99), client="c").amount_cents == (
+        99_999_999_999_999
+    )
 
 
 def test_saga_id_is_checked_before_sku_and_quantity() -> None:

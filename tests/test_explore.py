@@ -391,3 +391,27 @@ def test_a_handler_that_raises_names_the_seed_instead_of_a_traceback(jobs: int) 
     assert str(raised.value).startswith(
         "seed 0 of retries: the run raised KeyError: 'no carrier for saga-3'"
     )
+
+
+def test_which_crash_is_reported_does_not_depend_on_which_worker_finishes_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Seed 0's chunk is the slowest to finish, so every other crash is in before it; explore
+    # must still name seed 0, as one process running the seeds in order would.
+    import concurrent.futures as cf
+    import time
+
+    from trio_saga import explore as explore_module
+
+    def crash_late_for_seed_0(seeds: list[int]) -> list[RunSummary]:
+        if seeds[0] == 0:
+            time.sleep(0.3)
+        raise RunCrashed(f"seed {seeds[0]} of retries: the run raised KeyError")
+
+    def thread_pool(jobs: int, job: Job) -> cf.Executor:
+        return cf.ThreadPoolExecutor(max_workers=jobs)
+
+    monkeypatch.setattr(explore_module, "_run_chunk", crash_late_for_seed_0)
+    monkeypatch.setattr(explore_module, "_pool", thread_pool)
+    with pytest.raises(RunCrashed, match=r"^seed 0 of retries: "):
+        explore("retries", 4, 2)

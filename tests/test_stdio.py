@@ -14,6 +14,9 @@ from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_stdio_node import check_line, raw_lines
 
 REPO = Path(__file__).resolve().parent.parent
 SEED_INIT = {
@@ -760,6 +763,10 @@ def test_every_saga_ends_once_over_a_faulty_network(args: list[str]) -> None:
         ("delay:mean=abc", "mean"),
         ("crash:service=warehouse,at=1", "'warehouse'"),
         ("partition:service=nowhere", "'nowhere'"),
+        ("delay:mean=inf", "mean must be between 0 and 86400 seconds, got inf"),
+        ("delay:mean=1e308", "mean must be between 0 and 86400 seconds, got 1e+308"),
+        ("duplicate:p=0.5,copies=1000000000", "copies must be between 1 and 100"),
+        ("reorder:window=0", "window=0 can never act"),
     ],
 )
 def test_a_bad_fault_spec_is_one_line_and_exit_2(spec: str, fragment: str) -> None:
@@ -842,3 +849,208 @@ def test_a_reader_that_goes_away_does_not_crash_the_node() -> None:
     proc.stderr.close()
     assert "Traceback" not in stderr
     assert "cannot write to stdout" in stderr
+
+
+# -- issue 10: hardening -----------------------------------------------------------------------
+
+#: (body change of a valid reserve_inventory, text fragment) -> one code-12 answer each, where
+#: 1e308 and 10**308 were answered 13 (an overflow), a misspelled flag ran another saga than
+#: asked, and a 5,000-digit integer was dropped unanswered as "not JSON".
+HOSTILE_FIELDS: list[tuple[str, str]] = [
+    ('"amount": 1e308', "'amount' must be a number from 0 to 1,000,000,000,000"),
+    ('"amount": 1' + "0" * 308, "'amount' must be a number from 0 to 1,000,000,000,000"),
+    ('"amount": 1000000000000.01', "'amount' must be a number from 0 to 1,000,000,000,000"),
+    ('"fail_shiping": true', "unknown flag 'fail_shiping' (known: fail_inventory,"),
+    ('"fail_": false', "unknown flag 'fail_'"),
+    ('"quantity": 1' + "0" * 5000, "'quantity' must be a positive integer"),
+    ('"amount": -1' + "0" * 5000, "'amount' must be a number from 0"),
+]
+
+
+def test_overflowing_amounts_unknown_flags_and_huge_integers_are_answered_12() -> None:
+    lines: list[Line] = [SEED_INIT]
+    for i, (field, _) in enumerate(HOSTILE_FIELDS):
+        body = (
+            f'{{"type": "reserve_inventory", "msg_id": {10 + i}, "saga_id": "h{i}",'
+            f' "sku": "a", "quantity": 1, {field}}}'
+        )
+        lines.append(f'{{"src": "h", "dest": "inventory", "body": {body}}}')
+    huge_msg_id = '{"src": "h", "dest": "event_bus", "body": {"type": "saga_status", "msg_id": 9'
+    lines.append(huge_msg_id + "9" * 5000 + ', "saga_id": "h0"}}')
+    lines.append(reserve("edge", 3, amount=10**12))  # the bound itself is an amount
+    node = run_node(*lines, status("h0", 2))
+    for i, (field, text) in enumerate(HOSTILE_FIELDS):
+        answer = node.reply_to(10 + i)["body"]
+        assert (answer["type"], answer["code"]) == ("error", 12), field[:40]
+        assert text in answer["text"], (field[:40], answer["text"])
+    no_reply_to = [m["body"] for m in node.out if "in_reply_to" not in m["body"]]
+    assert [(b["code"], b["text"]) for b in no_reply_to if b["type"] == "error"] == [
+        (12, "not a message: field 'msg_id' must be an integer")
+    ]
+    assert node.reply_to(3)["body"]["type"] == "reserve_inventory_ok"
+    assert node.reply_to(2)["body"]["code"] == 20  # none of the hostile ones started a saga
+    assert [m["body"]["saga_id"] for m in node.notifications()] == ["edge"]
+
+
+def test_no_settle_with_a_fast_producer_answers_every_line_it_read() -> None:
+    # 20,000 requests written as fast as the pipe takes them, and a drain far too short to
+    # work off a backlog: the node must not read far ahead of what it has processed, so every
+    # request is answered and every saga ends before the drain even begins.
+    sagas = 20_000
+    data = encode(SEED_INIT) + b"\n"
+    data += b"".join(
+        b'{"src": "c1", "dest": "inventory", "body": {"type": "reserve_inventory", "msg_id": %d,'
+        b' "saga_id": "s%d", "sku": "sku%d", "quantity": 1, "amount": 1}}\n' % (i, i, i)
+        for i in range(2, sagas + 2)
+    )
+    node = run_node(stdin=data, args=["--no-settle", "--drain", "0.05"], timeout=120)
+    kinds: dict[str, int] = {}
+    for m in node.out:
+        kinds[m["body"]["type"]] = kinds.get(m["body"]["type"], 0) + 1
+    assert kinds == {"init_ok": 1, "reserve_inventory_ok": sagas, "saga_completed": sagas}
+    assert "still in progress" not in node.stderr
+    assert f"{sagas + 1} line(s), {sagas} saga(s): 0 in progress" in node.stderr
+
+
+def test_requests_a_fault_holds_past_the_drain_are_answered_11_and_counted() -> None:
+    node = run_node(
+        SEED_INIT,
+        *(reserve(f"late{i}", 2 + i) for i in range(5)),
+        args=["--no-settle", "--drain", "0.2", "--fault", "delay:mean=30,dist=constant"],
+        timeout=10,
+    )
+    for i in range(5):
+        answer = node.reply_to(2 + i)["body"]
+        assert (answer["type"], answer["code"]) == ("error", 11)
+        assert answer["text"].startswith("not carried to inventory before the node stopped")
+    assert "5 saga(s) still in progress after the 0.2s drain" in node.stderr
+    assert [m["body"]["msg_id"] for m in node.out] == list(range(6))
+
+
+#: (state, extra args, requests fed after init, whether stdin is then closed): where a signal
+#: can find the node. Idle: waiting on stdin. Busy: a stream of requests still being written
+#: and worked through. Draining: input ended, sagas held 30 s by a delay, the drain 60 s.
+SIGNAL_STATES: list[tuple[str, list[str], int, bool]] = [
+    ("idle", [], 0, False),
+    ("idle-faults", ["--fault", "drop:p=0.3", "--fault", "duplicate:p=0.3"], 0, False),
+    ("busy", ["--fault", "delay:mean=0.001"], 3000, False),
+    ("busy-no-settle", ["--no-settle", "--fault", "reorder:window=0.01"], 20000, False),
+    ("draining", ["--drain", "60", "--fault", "delay:mean=30,dist=constant"], 20, True),
+]
+
+
+@pytest.mark.parametrize("signum", [2, 15], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    ("state", "args", "requests", "close"), SIGNAL_STATES, ids=[s[0] for s in SIGNAL_STATES]
+)
+def test_a_signal_in_any_state_exits_128_plus_it_with_one_line_and_whole_lines(
+    state: str, args: list[str], requests: int, close: bool, signum: int
+) -> None:
+    import os
+    import signal
+    import threading
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "run.py", *args],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    out = bytearray()
+    feed = encode(SEED_INIT) + b"\n"
+    feed += b"".join(encode(reserve(f"s{i}", 2 + i, sku=f"k{i}")) + b"\n" for i in range(requests))
+
+    def read_all(fd: int) -> None:  # every byte the node writes, however it is split
+        while chunk := os.read(fd, 1 << 16):
+            out.extend(chunk)
+
+    def write_all() -> None:  # from a thread: a full pipe must not block the test
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(feed)
+            if close:
+                proc.stdin.close()
+        except OSError:  # the node stopped reading: it was told to stop
+            pass
+
+    threads = [
+        threading.Thread(target=read_all, args=(proc.stdout.fileno(),), daemon=True),
+        threading.Thread(target=write_all, daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    busy = requests > 0 and not close
+    while out.count(b"\n") < 1 + busy and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the node is up (and visibly working, when busy)
+    assert out.startswith(SEED_FIRST_LINE.encode() + b"\n"), out[:200]
+    if close:
+        threads[1].join(timeout=30)
+        time.sleep(0.2)  # input has ended; let it get on with the drain
+    proc.send_signal(signum)
+    try:
+        returncode = proc.wait(timeout=30)
+    finally:
+        proc.kill()  # only if it is still running: the test must not leave it behind
+        proc.wait()
+        for thread in threads:
+            thread.join(timeout=30)
+        stderr = proc.stderr.read().decode()
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            pipe.close()
+    assert returncode == 128 + signum, stderr
+    name = signal.Signals(signum).name
+    lines = [line for line in stderr.splitlines() if not line.startswith("trio-saga: line ")]
+    assert len(lines) == 1, stderr  # besides the per-line notes a busy node may log
+    assert lines[0].startswith(f"trio-saga: stopped by {name}; "), stderr
+    assert "Traceback" not in stderr
+    assert out.endswith(b"\n"), out[-200:]  # never cut mid-line
+    for line in out.splitlines():
+        assert isinstance(json.loads(line), dict)
+
+
+def test_started_with_stdout_closed_exits_0_without_a_traceback() -> None:
+    done = subprocess.run(
+        ["sh", "-c", f'exec "{sys.executable}" run.py 1>&-'],
+        cwd=REPO,
+        input=encode(SEED_INIT) + b"\n" + encode(reserve("s", 2)) + b"\n",
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    stderr = done.stderr.decode()
+    assert done.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert stderr.splitlines() == ["trio-saga: stdout is closed; nothing can be answered, stopping"]
+
+
+@settings(max_examples=3, deadline=None)
+@given(lines=st.lists(raw_lines, min_size=50, max_size=150))
+def test_hostile_lines_through_the_real_process_get_only_well_formed_answers(
+    lines: list[bytes],
+) -> None:
+    # the in-process property of test_stdio_node.py, once more through run.py's shell
+    node = run_node(SEED_INIT, *lines, args=["--drain", "0.5"])
+    for msg_id, line in enumerate(node.lines):
+        check_line(line, msg_id)
+    assert "internal error" not in node.stderr
+
+
+def test_started_with_stdin_closed_is_empty_input_and_exit_0() -> None:
+    done = subprocess.run(
+        ["sh", "-c", f'exec "{sys.executable}" run.py 0<&-'],
+        cwd=REPO,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    stderr = done.stderr.decode()
+    assert (done.returncode, done.stdout) == (0, b""), stderr
+    assert stderr.splitlines()[0] == "trio-saga: stdin is closed; treating it as empty input"
+    assert "Traceback" not in stderr

@@ -16,21 +16,24 @@ from typing import NoReturn
 
 import trio
 
-from .errors import SagaError
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, SagaError, program
 
 DESCRIPTION = """\
-trio-saga: a choreography saga (inventory -> payment -> shipping) on trio, with fault injection.
+trio-saga: choreography sagas on trio, with fault injection, an invariant oracle, and tools
+for any saga you define (see the README, "Check your own saga").
 
-With no command, run as a Maelstrom-style node: JSON messages in on stdin, one per line;
-replies and saga notifications out on stdout; logs on stderr. Nodes: event_bus, inventory,
-payment, shipping. Network faults (--fault) apply to the bus; forced failures come from the
-request flags fail_inventory / fail_payment / fail_shipping.
+With no command, run the shop saga (inventory -> payment -> shipping) as a Maelstrom-style
+node: JSON messages in on stdin, one per line; replies and saga notifications out on stdout;
+logs on stderr. Nodes: event_bus, inventory, payment, shipping. Requests (body.type):
+  init               to event_bus (or any node); optional services, node_id, node_ids
+  reserve_inventory  to inventory; saga_id, sku, quantity, optional amount and the flags
+                     fail_inventory / fail_payment / fail_shipping (booleans)
+  saga_status        to event_bus; saga_id -> status and events
+Network faults (--fault) apply to the bus; forced failures come from the request flags.
 
 Commands:
   scenarios [--run]         list the named scenarios (--run: run them all)
-  scenario NAME             run one and print its summary (exit 1 if an invariant or an
+  scenario NAME|FILE        run one and print its summary (exit 1 if an invariant or an
                             expected outcome fails)
   explore                   run many seeds (optionally swarm fault mixes), shrink failures
   replay FILE               re-run a saved run exactly
@@ -41,21 +44,28 @@ Fault specs (for --fault, and in scenario files) look like NAME:key=value,...:
   drop:p=0.1   delay:mean=0.05,dist=exponential   duplicate:p=0.2,copies=2
   reorder:window=0.5   partition:service=payment,start=1,duration=5,direction=both
   crash:service=payment,after=PaymentCharged,downtime=1   crash:service=shipping,at=2
-  fail_payment:saga=saga7   fail_shipping:rate=0.1
+  fail_STEP:saga=saga7 or fail_STEP:rate=0.1 (fail_payment, fail_car, ...)
 """
+
+
+def say(line: str) -> None:
+    """One line on stderr; none if stderr is closed (print would fall back to stdout, where
+    the stdio mode must write nothing but JSON)."""
+    if sys.stderr is not None:
+        print(line, file=sys.stderr)
 
 
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line and exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: error: {message} (try --help)", file=sys.stderr)
+        say(f"{self.prog}: error: {message} (try --help)")
         raise SystemExit(EXIT_USAGE)
 
 
 def build_parser() -> Parser:
     parser = Parser(
-        prog="run.py", description=DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter
+        prog=program(), description=DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument(
         "--fault",
@@ -88,7 +98,7 @@ def build_parser() -> Parser:
         help="run every scenario with its default seed and print summaries",
     )
 
-    scenario = commands.add_parser("scenario", help="run one named scenario")
+    scenario = commands.add_parser("scenario", help="run one scenario, by name or path")
     scenario.add_argument("name", help="a named scenario (see `scenarios`), or a .toml file's path")
     scenario.add_argument(
         "--seed",
@@ -105,10 +115,7 @@ def build_parser() -> Parser:
         dest="extra_faults",
         help="add a fault to the scenario's own (repeatable)",
     )
-    scenario.add_argument("--trace", metavar="PATH", help="write the JSONL trace here")
-    scenario.add_argument("--diagram", metavar="PATH", help="write a Mermaid sequence diagram")
-    scenario.add_argument("--saga", metavar="ID", help="the diagram shows only this saga")
-    scenario.add_argument("--report", metavar="PATH", help="write a self-contained HTML report")
+    _outputs(scenario)
 
     explore = commands.add_parser("explore", help="run many seeds and shrink failures")
     explore.add_argument(
@@ -125,22 +132,49 @@ def build_parser() -> Parser:
         help="add a fault to every run, beside the scenario's own or the swarm's (repeatable)",
     )
     budget = explore.add_mutually_exclusive_group()
-    budget.add_argument("--seeds", type=int, default=None)
-    budget.add_argument("--time", type=float, default=None, metavar="SECONDS")
-    explore.add_argument("--jobs", type=int, default=1)
-    explore.add_argument("--swarm", action="store_true")
-    explore.add_argument("--first-seed", type=int, default=0)
-    explore.add_argument(
-        "--out", metavar="DIR", default="replays", help="where replay files of failing runs go"
+    budget.add_argument(
+        "--seeds", type=int, default=None, help="how many seeds to run (default: 100)"
     )
-    explore.add_argument("--report", metavar="PATH")
+    budget.add_argument(
+        "--time",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="run seeds for this long instead of a number of them",
+    )
+    explore.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="worker processes (default: 1; at most 4 per core)",
+    )
+    explore.add_argument(
+        "--swarm",
+        action="store_true",
+        help="each seed draws its own fault mix from the saga instead of the scenario's faults",
+    )
+    explore.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="the first seed; the others follow it (default: 0)",
+    )
+    explore.add_argument(
+        "--out",
+        metavar="DIR",
+        default="replays",
+        help="where replay files of failing runs go (default: replays)",
+    )
+    explore.add_argument(
+        "--report", metavar="PATH", help="write the matrix and failing seeds as an HTML page"
+    )
 
     # -- issue 13: `run.py redis` (trio_saga/redis/command.py) ------------------------------
     _add_redis_parser(commands)
     # -- end issue 13 ---------------------------------------------------------------------
 
     replay = commands.add_parser("replay", help="re-run a saved run exactly")
-    replay.add_argument("file")
+    replay.add_argument("file", help="a replay file explore wrote")
     replay.add_argument(
         "--saga-def",
         metavar="MODULE:ATTR",
@@ -148,11 +182,24 @@ def build_parser() -> Parser:
         help="the saga definition to replay on (needed for a saga that does not ship with"
         " trio-saga: a replay file never imports code by itself)",
     )
-    replay.add_argument("--trace", metavar="PATH")
-    replay.add_argument("--diagram", metavar="PATH")
-    replay.add_argument("--saga", metavar="ID")
-    replay.add_argument("--report", metavar="PATH")
+    _outputs(replay)
     return parser
+
+
+def _outputs(command: argparse.ArgumentParser) -> None:
+    """The files a run can write, the same for `scenario` and `replay`."""
+    command.add_argument("--trace", metavar="PATH", help="write the JSONL trace here")
+    command.add_argument(
+        "--diagram",
+        metavar="PATH",
+        help="write a Mermaid diagram: one saga with --saga, else an overview by path",
+    )
+    command.add_argument(
+        "--saga",
+        metavar="ID",
+        help="the saga the diagram draws (replay: default the one that broke the invariant)",
+    )
+    command.add_argument("--report", metavar="PATH", help="write a self-contained HTML report")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -160,12 +207,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except SagaError as exc:
-        print(f"run.py: error: {exc}", file=sys.stderr)
+        say(f"{program()}: error: {exc}")
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return _interrupted()
+    except BaseExceptionGroup as group:  # trio's nurseries wrap a KeyboardInterrupt
+        if group.split(KeyboardInterrupt)[1] is None:
+            return _interrupted()
+        raise
     except BrokenPipeError:
         return EXIT_OK
+
+
+def _interrupted() -> int:
+    """Ctrl-C: one line, the shell's status for SIGINT, never a traceback."""
+    say(f"{program()}: interrupted")
+    return EXIT_INTERRUPTED
 
 
 def _dispatch(args: argparse.Namespace) -> int:

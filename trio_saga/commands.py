@@ -13,13 +13,11 @@ import argparse
 import attrs
 
 from .diagram import mermaid
-from .errors import SagaError, ScenarioError
+from .errors import EXIT_FAILED, EXIT_OK, SagaError, ScenarioError
 from .files import check_writable, write_text
 from .scenario import Scenario, scenario_dir, scenario_names
 from .simulation import SimulationResult, simulate
 from .summary import summarize
-
-EXIT_OK, EXIT_FAILED = 0, 1
 
 
 @attrs.frozen(kw_only=True)

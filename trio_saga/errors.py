@@ -6,6 +6,20 @@ Every error a user can cause (a bad request line, a bad fault spec, an unknown s
 
 from __future__ import annotations
 
+import os
+import sys
+
+#: Exit statuses of every command, defined once: success; a run that failed (a violated
+#: invariant, an unexpected outcome); bad usage or a bad file (one line on stderr); stopped by
+#: SIGINT (128 + 2, as shells report it).
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def program() -> str:
+    """The command's name in messages: `run.py`, or `trio-saga` as the console script."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return "run.py" if name in ("", "run.py", "-c", "__main__.py") else "trio-saga"
+
 
 class SagaError(Exception):
     """Base class: a user-facing error with a one-line message."""

@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 
 import attrs
 
-#: The largest amount of money an order may name (a hundred billion): far beyond any real
+#: The largest amount of money an order may name (a trillion): far beyond any real
 #: order, and small enough that cents stay exact in a float and never overflow.
-MAX_AMOUNT = 100_000_000_000
+MAX_AMOUNT = 1_000_000_000_000
 
 
 def cents_to_amount(cents: int) -> float:

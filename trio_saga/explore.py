@@ -25,7 +25,7 @@ import attrs
 
 from faults import Decision
 
-from .errors import HandlerError, SagaError
+from .errors import EXIT_FAILED, EXIT_OK, HandlerError, SagaError, program
 from .files import check_writable, write_text
 from .oracle import number_of
 from .saga import BUILT_IN, SagaDefinition, saga_argument, saga_ref
@@ -41,8 +41,6 @@ from .shrink import (
 from .simulation import SimulationResult, simulate
 from .summary import summarize
 from .swarm import swarm_faults
-
-EXIT_OK, EXIT_VIOLATED, EXIT_USAGE = 0, 1, 2
 
 DEFAULT_SEEDS = 100
 
@@ -387,7 +385,14 @@ def _explore(
                 violated += runs[-1].violated
                 report()
     else:
-        in_flight: set[cf.Future[list[RunSummary]]] = set()
+        # -- issue 10, item 13: what is reported must not depend on which worker finishes
+        # first. Each future knows its chunk's place in seed order; after a crash no new chunk
+        # is started, the ones in flight (every earlier chunk among them, since chunks go out
+        # in order) are finished, and the crash of the earliest chunk is raised: the same seed
+        # a single process would have named.
+        in_flight: dict[cf.Future[list[RunSummary]], int] = {}
+        crashes: dict[int, RunCrashed] = {}
+        submitted = 0
         exhausted = False
         while True:
             while not exhausted and len(in_flight) < 2 * jobs and not out_of_time():
@@ -395,15 +400,26 @@ def _explore(
                 if batch is None:
                     exhausted = True
                     break
-                in_flight.add(pool.submit(_run_chunk, batch))
+                in_flight[pool.submit(_run_chunk, batch)] = submitted
+                submitted += 1
             if not in_flight:
                 break
-            finished, in_flight = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
+            finished, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
             for future in finished:
-                for run in future.result():
+                index = in_flight.pop(future)
+                try:
+                    done = future.result()
+                except RunCrashed as crash:
+                    crashes[index] = crash
+                    exhausted = True
+                    continue
+                for run in done:
                     runs.append(run)
                     violated += run.violated
             report()
+        if crashes:
+            raise crashes[min(crashes)]
+        # -- end of item 13
     report()
     runs.sort(key=lambda r: r.seed)
     return ExploreResult(
@@ -633,8 +649,8 @@ def explore_command(args: argparse.Namespace) -> int:
             progress=bar,
         )
     except RunCrashed as exc:
-        print(f"run.py: error: {exc}", file=sys.stderr)
-        return EXIT_VIOLATED
+        print(f"{program()}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         if bar is not None:
             bar.close()
@@ -650,7 +666,7 @@ def explore_command(args: argparse.Namespace) -> int:
             replay_command=functools.partial(replay_command_line, saga=result.saga),
         )
         print(f"wrote      report {args.report}")
-    return EXIT_VIOLATED if result.failing else EXIT_OK
+    return EXIT_FAILED if result.failing else EXIT_OK
 
 
 def replay_command(args: argparse.Namespace) -> int:
@@ -699,7 +715,7 @@ def replay_command(args: argparse.Namespace) -> int:
         written.append(f"report {args.report}")
     if written:
         print("wrote      " + ", ".join(written))
-    return EXIT_VIOLATED if result.violations else EXIT_OK
+    return EXIT_FAILED if result.violations else EXIT_OK
 
 
 def _replay_verdict(replay: ReplayFile, result: SimulationResult) -> str:

@@ -32,6 +32,7 @@ saga), never anything else.
 
 from __future__ import annotations
 
+import importlib.resources
 import math
 import os
 import tomllib
@@ -60,9 +61,15 @@ TOP_KEYS = ("description", "saga", "seed", "max_time", "faults", "state", "sagas
 
 def scenario_dir() -> Path:
     """Where the named scenarios live: $TRIO_SAGA_SCENARIOS, else the repository's
-    `scenarios/` beside the package."""
+    `scenarios/` beside the package, else (installed with `pip install .`) the copy installed
+    as package data."""
     override = os.environ.get("TRIO_SAGA_SCENARIOS")
-    return Path(override) if override else Path(__file__).resolve().parent.parent / "scenarios"
+    if override:
+        return Path(override)
+    beside = Path(__file__).resolve().parent.parent / "scenarios"
+    if beside.is_dir():
+        return beside
+    return Path(str(importlib.resources.files("trio_saga") / "scenarios"))
 
 
 def scenario_names() -> list[str]:

@@ -344,7 +344,14 @@ class ReplayFile:
         )
 
     def load_scenario(self, saga: SagaDefinition) -> Scenario:
-        """The embedded scenario (or the named one), on `saga` whatever the TOML names."""
+        """The embedded scenario (or the named one), on `saga` whatever the TOML names; the
+        invariants the file names must be the saga's."""
+        unknown = [name for name in (self.invariant, *self.violated) if name not in saga.invariants]
+        if unknown:
+            raise ReplayError(
+                f"this replay names invariant {unknown[0]!r}, which saga {saga.name} does not"
+                f" have ({', '.join(saga.invariants)})"
+            )
         if self.scenario_toml is not None:
             return Scenario.from_toml(self.scenario, self.scenario_toml, saga=saga)
         return Scenario.load(self.scenario)

@@ -34,7 +34,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "redis", help="run one scenario for real: a process per service over Redis Streams"
     )
     parser.add_argument("name", help="a named scenario or a scenario file")
-    parser.add_argument("--seed", type=int, default=None, dest="scenario_seed")
+    parser.add_argument(
+        "--seed", type=int, default=None, dest="scenario_seed", help="the seed (the file's)"
+    )
     parser.add_argument(
         "--redis", metavar="URL", default=None, help="use this server (default: start one)"
     )

@@ -1,41 +1,42 @@
-"""The Maelstrom-style stdio mode (DESIGN §5): JSON lines in on stdin, JSON lines out on
-stdout, logs on stderr. One process hosts the nodes event_bus, inventory, payment, shipping.
+"""The stdio protocol's sans-I/O core (DESIGN §5): a synchronous `StdioNode` that takes one
+raw input line (or one parsed JSON value) and returns the stdout lines to write.
 
-This module owns the wire protocol: parsing and validating each line at the edge, error codes,
-the per-process msg_id counter, output key order, and settling after each message. It must
-never hold saga logic (that is the services, run by the same runtime as the simulation) and
-never write anything but one JSON object per line to stdout.
+This module owns the wire protocol: parsing and validating each line at the edge, once; error
+codes; the per-process msg_id counter; output key order; request bookkeeping; and the lines
+that come later from the runtime (a reserve_inventory answered when the bus delivers it, the
+end-of-saga notifications), which the bus's callbacks queue here for the shell to take. It
+must never import trio, read or write a file descriptor, sleep or look at a clock other than
+the one it is given, hold saga logic (that is the services, run by the same runtime as the
+simulation), or let an input escape as an exception: every line gets zero or more well-formed
+Maelstrom messages, an error always with one of §5's codes.
 """
 
 from __future__ import annotations
 
 import codecs
-import contextlib
-import functools
 import json
-import os
-import sys
 import time
-from collections.abc import AsyncGenerator, Callable, Sequence
-from typing import IO, Any
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
-import trio
 
 from faults import Fault, FaultInjector, ForcedFailure
 
-from .bus import BusConfig, Delivery, EventBus
-from .errors import MalformedRequest
-from .participant import Participant, SagaService
-from .runtime import Runtime
-from .saga_log import SagaLog, SagaRecord
-from .shop import SHOP
-from .shop.events import ReservationAccepted, ReservationRefused, ReserveInventory
-from .shop.services import default_services
-from .trace import Trace
-
-#: The steps a request flag (`fail_<step>`) can force to fail.
-STEPS = SHOP.step_names
+from ..bus import BusConfig, Delivery, EventBus
+from ..errors import MalformedRequest
+from ..saga_log import SagaLog, SagaRecord
+from ..trace import Trace
+from .shop import (
+    SHOP,
+    STEPS,
+    Participant,
+    ReservationAccepted,
+    ReservationRefused,
+    ReserveInventory,
+    SagaService,
+    default_services,
+)
 
 EVENT_BUS = "event_bus"
 SERVICES = ("inventory", "payment", "shipping")
@@ -49,6 +50,17 @@ MALFORMED_REQUEST = 12
 CRASH = 13
 KEY_DOES_NOT_EXIST = 20
 PRECONDITION_FAILED = 22
+#: The codes an answer to input may carry. CRASH is not among them: it means a bug here.
+INPUT_CODES = frozenset(
+    {
+        NODE_NOT_FOUND,
+        NOT_SUPPORTED,
+        TEMPORARILY_UNAVAILABLE,
+        MALFORMED_REQUEST,
+        KEY_DOES_NOT_EXIST,
+        PRECONDITION_FAILED,
+    }
+)
 
 #: Which request types each hosted node answers.
 HANDLED: dict[str, frozenset[str]] = {
@@ -60,6 +72,9 @@ HANDLED: dict[str, frozenset[str]] = {
 #: A Maelstrom node id (from the standard init) names this whole process, and a Maelstrom
 #: client only ever writes to node ids, so the alias answers every client request.
 ALIAS_HANDLES = frozenset({"init", "reserve_inventory", "saga_status"})
+#: The forced-failure flags a reserve_inventory may carry; any other `fail_*` is a typo that
+#: would silently run another saga than the one asked for.
+FLAGS = {f"fail_{step}": step for step in STEPS}
 
 #: Real-time redelivery for stdio: short, so that a lost delivery is retried many times within
 #: the end-of-input drain (a 200 ms cap gives about ten attempts in 2 s).
@@ -74,6 +89,10 @@ STDIO_BUS_CONFIG = BusConfig(
 DEFAULT_DRAIN_S = 2.0
 #: How much of an offending line a log message quotes.
 QUOTE = 120
+#: CPython refuses to convert longer digit strings to int (a quadratic-time guard); a JSON
+#: integer this long is read as `HugeInt`, which no field accepts, so the request is answered
+#: 12 naming the field rather than dropped as "not JSON".
+MAX_INT_DIGITS = 4300
 
 OUTCOME_MESSAGES = {
     "completed": "saga_completed",
@@ -101,22 +120,37 @@ class BadLine(Exception):
         self.readable = readable
 
 
+@attrs.frozen
+class HugeInt:
+    """A JSON integer too long to convert (more than MAX_INT_DIGITS digits): its digit count
+    only. It is neither an int nor a number to any field check, so it is ill-typed everywhere."""
+
+    digits: int
+
+
+def _int(text: str) -> int | HugeInt:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        return HugeInt(len(text.lstrip("-")))
+    return int(text)
+
+
 def _no_constant(name: str) -> object:
     raise ValueError(f"{name} is not JSON")
-
-
-def _lenient(text: str) -> object:
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):
-        return None
 
 
 # Made once: json.loads with an argument builds a new decoder per line, and json.dumps
 # re-checks its defaults per message (both showed in a 20k-line profile). Same output as
 # json.dumps with its defaults, which DESIGN §5 asks for.
-_STRICT_JSON = json.JSONDecoder(parse_constant=_no_constant)
+_STRICT_JSON = json.JSONDecoder(parse_constant=_no_constant, parse_int=_int)
+_LENIENT_JSON = json.JSONDecoder(parse_int=_int)
 _ENCODE = json.JSONEncoder().encode
+
+
+def _lenient(text: str) -> object:
+    try:
+        return _LENIENT_JSON.decode(text)
+    except (ValueError, RecursionError):
+        return None
 
 
 def parse_line(raw: bytes) -> object:
@@ -193,11 +227,20 @@ def _reply_address(data: object) -> tuple[str, str, int | None] | None:
     )
 
 
-def _flag(body: dict[str, Any], name: str) -> bool:
-    value = body.get(name, False)
-    if not isinstance(value, bool):
-        raise MalformedRequest(f"field {name!r} must be a boolean")
-    return value
+def _flags(body: dict[str, Any]) -> frozenset[str]:
+    """The steps a reserve_inventory forces to fail; an unknown `fail_*` key is refused."""
+    steps: set[str] = set()
+    for key, value in body.items():
+        if not key.startswith("fail_"):
+            continue
+        step = FLAGS.get(key)
+        if step is None:
+            raise MalformedRequest(f"unknown flag {key!r} (known: {', '.join(sorted(FLAGS))})")
+        if not isinstance(value, bool):
+            raise MalformedRequest(f"field {key!r} must be a boolean")
+        if value:
+            steps.add(step)
+    return frozenset(steps)
 
 
 @attrs.frozen(kw_only=True)
@@ -210,30 +253,32 @@ class _Request:
 
 
 class StdioNode:
-    """The protocol state of the process: init, the msg_id counter, request bookkeeping."""
+    """The protocol state of the process: init, the msg_id counter, request bookkeeping, and
+    the bus the shell's runtime drives.
+
+    `receive_line` (or `receive`) handles one input and returns the lines to write, without
+    newlines; lines the bus produces later are queued and come out of `take_output`. Log lines
+    for stderr come out of `take_logs`. `submit` puts a started saga on the bus: the shell
+    points it at `Runtime.submit`, which also wakes the runtime's driver.
+    """
 
     def __init__(
         self,
         *,
-        out: IO[str],
-        log: IO[str],
         services: Sequence[SagaService] | None = None,
         faults: Sequence[Fault] = (),
         seed: int = 0,
-        settle: bool = True,
-        settle_limit_s: float = DEFAULT_DRAIN_S,
         config: BusConfig = STDIO_BUS_CONFIG,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self._out = out
-        self._log = log
-        self._settle = settle
-        self._settle_limit_s = settle_limit_s
         self.next_msg_id = 0
-        self._unflushed = False
         self.lines = 0
+        #: Sagas put on the bus so far; the shell settles after a line that started one.
+        self.started = 0
         self.initialized = False
-        self.output_closed = False
         self.aliases: set[str] = set()
+        self._out: list[str] = []
+        self._log: list[str] = []
         injector = FaultInjector(faults=list(faults), seed=seed, saga=SHOP)
         # The forced-failure plugin of a step is added when a request first asks for it: until
         # then no step question has an answer and costs nothing (a seventh of the CPU of a
@@ -253,13 +298,13 @@ class StdioNode:
             trace=Trace(keep=False),
             saga_log=self.saga_log,
             config=config,
-            timestamp=lambda _us: int(time.time()),
+            timestamp=lambda _us: int(clock()),
             on_reply=self._reserve_answered,
         )
         # Partitions and crashes at a time count from the start of the process; they must be
         # on the agenda before the runtime first looks at it.
         self.bus.schedule_faults()
-        self.runtime = Runtime(self.bus, realtime=True, on_idle=self.flush)
+        self.submit: Callable[[ReserveInventory], int] = self.bus.start_saga
 
     def _forced(self, step: str) -> ForcedFailure:
         plugin = self.forced.get(step)
@@ -271,37 +316,27 @@ class StdioNode:
 
     # -- output ----------------------------------------------------------------------------
 
+    def take_output(self) -> list[str]:
+        """The stdout lines produced since the last call, in msg_id order."""
+        out, self._out = self._out, []
+        return out
+
+    def take_logs(self) -> list[str]:
+        """The stderr lines produced since the last call."""
+        logs, self._log = self._log, []
+        return logs
+
     def send(
         self, src: str, dest: str, kind: str, payload: dict[str, Any], in_reply_to: int | None
     ) -> None:
-        """Write one message; `in_reply_to` None means the request had no msg_id."""
+        """Queue one message; `in_reply_to` None means the request had no msg_id."""
         body: dict[str, Any] = {"type": kind}
         if in_reply_to is not None:
             body["in_reply_to"] = in_reply_to
         body.update(payload)
         body["msg_id"] = self.next_msg_id
         self.next_msg_id += 1
-        if self.output_closed:
-            return
-        try:
-            self._out.write(_ENCODE({"src": src, "dest": dest, "body": body}) + "\n")
-        except (OSError, ValueError) as exc:  # the reader went away: nobody is listening
-            self.output_closed = True
-            self.warn(f"cannot write to stdout ({exc}); stopping")
-            return
-        self._unflushed = True
-
-    def flush(self) -> None:
-        """Push out what `send` wrote: when a request has been answered and whenever the
-        runtime goes idle, so a burst of messages costs one write, not one per message."""
-        if not self._unflushed or self.output_closed:
-            return
-        self._unflushed = False
-        try:
-            self._out.flush()
-        except (OSError, ValueError) as exc:
-            self.output_closed = True
-            self.warn(f"cannot write to stdout ({exc}); stopping")
+        self._out.append(_ENCODE({"src": src, "dest": dest, "body": body}))
 
     def reply(self, message: Message, kind: str, payload: dict[str, Any]) -> None:
         self.send(message.dest, message.src, kind, payload, message.msg_id)
@@ -310,28 +345,38 @@ class StdioNode:
         self.reply(message, "error", {"code": code, "text": text})
 
     def warn(self, text: str) -> None:
-        with contextlib.suppress(OSError, ValueError):  # logging must never stop the node
-            print(f"trio-saga: {text}", file=self._log, flush=True)
+        self._log.append(f"trio-saga: {text}")
 
     # -- input -----------------------------------------------------------------------------
 
-    async def handle_line(self, raw: bytes) -> None:
-        """Process one input line until the system is quiet; never raises on bad input."""
+    def receive_line(self, raw: bytes) -> list[str]:
+        """Handle one input line (without its newline); returns the lines to write. Never
+        raises on any input."""
         self.lines += 1
-        if not raw.strip():
-            return
-        try:
-            data = parse_line(raw)
-        except BadLine as exc:
-            self._bad_line(raw, exc.reason, exc.readable)
-            return
+        if raw.strip():
+            try:
+                data = parse_line(raw)
+            except BadLine as exc:
+                self._bad_line(repr(raw[:QUOTE]), exc.reason, exc.readable)
+            else:
+                self._handle(data, lambda: repr(raw[:QUOTE]))
+        return self.take_output()
+
+    def receive(self, data: object) -> list[str]:
+        """Handle one input already parsed as JSON (what `parse_line` returns); returns the
+        lines to write. Never raises on any input."""
+        self.lines += 1
+        self._handle(data, lambda: repr(data)[:QUOTE])
+        return self.take_output()
+
+    def _handle(self, data: object, quote: Callable[[], str]) -> None:
         try:
             message = Message.from_json(data)
         except MalformedRequest as exc:
-            self._bad_line(raw, f"not a message: {exc}", data)
+            self._bad_line(quote(), f"not a message: {exc}", data)
             return
         try:
-            await self.dispatch(message)
+            self.dispatch(message)
         except Reject as exc:
             self.error(message, exc.code, exc.text)
         except MalformedRequest as exc:
@@ -340,15 +385,15 @@ class StdioNode:
             self.warn(f"line {self.lines}: internal error on {message.type}: {exc!r}")
             self.error(message, CRASH, f"internal error: {exc}")
 
-    def _bad_line(self, raw: bytes, reason: str, readable: object) -> None:
+    def _bad_line(self, quoted: str, reason: str, readable: object) -> None:
         address = _reply_address(readable)
         answered = " (answered with code 12)" if address is not None else ""
-        self.warn(f"line {self.lines}: ignoring it, {reason}{answered}: {raw[:QUOTE]!r}")
+        self.warn(f"line {self.lines}: ignoring it, {reason}{answered}: {quoted}")
         if address is not None:
             src, dest, in_reply_to = address
             self.send(src, dest, "error", {"code": MALFORMED_REQUEST, "text": reason}, in_reply_to)
 
-    async def dispatch(self, message: Message) -> None:
+    def dispatch(self, message: Message) -> None:
         kind, dest = message.type, message.dest
         if kind == "init":
             self.init(message)
@@ -361,7 +406,7 @@ class StdioNode:
         if kind not in handles:
             raise Reject(NOT_SUPPORTED, f"{dest} does not support message type {kind!r}")
         if kind == "reserve_inventory":
-            await self.reserve_inventory(message)
+            self.reserve_inventory(message)
         else:
             self.saga_status(message)
 
@@ -397,10 +442,10 @@ class StdioNode:
         self.initialized = True
         self.reply(message, "init_ok", {})
 
-    async def reserve_inventory(self, message: Message) -> None:
+    def reserve_inventory(self, message: Message) -> None:
         body = message.body
         command = ReserveInventory.from_json(body, client=message.src)
-        flags = frozenset(step for step in STEPS if _flag(body, f"fail_{step}"))
+        flags = _flags(body)
         saga_id = command.saga_id
         known = self._flags.get(saga_id)
         if known is None:
@@ -413,18 +458,11 @@ class StdioNode:
                 PRECONDITION_FAILED,
                 f"saga {saga_id} was already started with other fail_* flags",
             )
-        delivery_id = self.runtime.submit(command)
+        delivery_id = self.submit(command)
+        self.started += 1
         self._requests[delivery_id] = _Request(
             src=message.src, dest=message.dest, msg_id=message.msg_id
         )
-        if self._settle:
-            with trio.move_on_after(self._settle_limit_s) as scope:
-                await self.runtime.settle()
-            if scope.cancelled_caught:
-                self.warn(
-                    f"line {self.lines}: not quiet after {self._settle_limit_s:g}s;"
-                    " reading on while sagas are in flight"
-                )
 
     def saga_status(self, message: Message) -> None:
         saga_id = message.body.get("saga_id")
@@ -466,86 +504,37 @@ class StdioNode:
             payload["reason"] = record.reason
         self.send(EVENT_BUS, record.client, OUTCOME_MESSAGES[record.status], payload, None)
 
+    # -- the end ---------------------------------------------------------------------------
+
+    @property
+    def unanswered(self) -> int:
+        """Accepted reserve_inventory requests the bus has not yet carried to inventory."""
+        return len(self._requests)
+
+    def unfinished(self) -> list[str]:
+        """The sagas still in progress, in the order they started."""
+        return [r.saga_id for r in self.saga_log if not r.done]
+
+    def finish(self) -> list[str]:
+        """The node stops: every request not yet carried to inventory (a fault held it past the
+        drain) is answered 11, which is definite: inventory never saw it, nothing was reserved.
+        No request with a reply address goes unanswered. Returns the lines to write."""
+        for request in self._requests.values():
+            self.send(
+                request.dest,
+                request.src,
+                "error",
+                {
+                    "code": TEMPORARILY_UNAVAILABLE,
+                    "text": "not carried to inventory before the node stopped; nothing was"
+                    " reserved",
+                },
+                request.msg_id,
+            )
+        self._requests.clear()
+        return self.take_output()
+
     def summary(self) -> str:
         counts = self.saga_log.counts()
         shown = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in counts.items())
         return f"{self.lines} line(s), {len(self.saga_log)} saga(s): {shown}"
-
-
-async def _lines(fd: int, on_error: Callable[[str], None]) -> AsyncGenerator[bytes, None]:
-    """Lines from `fd` without their newline, read in large chunks on a worker thread (no
-    O_NONBLOCK games with a descriptor the parent shares); the last line may lack its newline.
-    A read error ends the input like end of file."""
-    pending = bytearray()
-    while True:
-        try:
-            chunk = await trio.to_thread.run_sync(os.read, fd, 1 << 16, abandon_on_cancel=True)
-        except OSError as exc:
-            on_error(f"cannot read stdin ({exc}); treating it as end of input")
-            break
-        if not chunk:
-            break
-        start = 0
-        while (end := chunk.find(b"\n", start)) != -1:
-            pending += chunk[start:end]
-            yield bytes(pending)
-            pending.clear()
-            start = end + 1
-        pending += chunk[start:]
-    if pending:
-        yield bytes(pending)
-
-
-def _silence_stdout() -> None:
-    """After the reader closed stdout, point fd 1 at /dev/null so that the interpreter's last
-    flush does not fail (which would print a traceback and exit 120)."""
-    with contextlib.suppress(OSError, ValueError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-
-
-async def serve(
-    *,
-    faults: Sequence[Fault] = (),
-    seed: int = 0,
-    drain_s: float = DEFAULT_DRAIN_S,
-    settle: bool = True,
-    stdin_fd: int = 0,
-    out: IO[str] | None = None,
-    log: IO[str] | None = None,
-    services: Callable[[], Sequence[SagaService]] = default_services,
-) -> int:
-    """Run the stdio node until end of input and a bounded drain; returns the exit status."""
-    node = StdioNode(
-        out=out or sys.stdout,
-        log=log or sys.stderr,
-        services=services(),
-        faults=faults,
-        seed=seed,
-        settle=settle,
-        settle_limit_s=drain_s,
-    )
-    async with trio.open_nursery() as nursery:
-        await nursery.start(functools.partial(node.runtime.run, serve=True))
-        async with contextlib.aclosing(_lines(stdin_fd, node.warn)) as lines:
-            async for line in lines:
-                await node.handle_line(line)
-                node.flush()  # a request answered on the spot (init, status, an error)
-                if node.output_closed:
-                    break
-        if not node.output_closed:
-            with trio.move_on_after(drain_s):
-                await node.runtime.settle()
-        node.flush()
-        open_sagas = [r.saga_id for r in node.saga_log if not r.done]
-        if open_sagas:
-            node.warn(
-                f"{len(open_sagas)} saga(s) still in progress after the {drain_s:g}s drain:"
-                f" {', '.join(open_sagas[:10])}"
-            )
-        node.warn(node.summary())
-        nursery.cancel_scope.cancel()
-    if node.output_closed and out is None:
-        _silence_stdout()
-    return 0
