@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 
 import trio
 
-from ..errors import SagaError
+from ..errors import EXIT_FAILED, EXIT_OK, SagaError
 from ..files import check_writable, write_text
 from ..saga import saga_argument
 from ..scenario import Scenario
@@ -25,8 +25,6 @@ from . import RedisRunError, require
 
 if TYPE_CHECKING:
     from .cluster import Cluster, ClusterResult
-
-EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
