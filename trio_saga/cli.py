@@ -37,6 +37,8 @@ Commands:
                             expected outcome fails)
   explore                   run many seeds (optionally swarm fault mixes), shrink failures
   replay FILE               re-run a saved run exactly
+  redis NAME|PATH           run one scenario for real: a process per service over Redis
+                            Streams, kill -9 faults, the same oracle (needs trio-saga[redis])
 
 Fault specs (for --fault, and in scenario files) look like NAME:key=value,...:
   drop:p=0.1   delay:mean=0.05,dist=exponential   duplicate:p=0.2,copies=2
@@ -167,6 +169,10 @@ def build_parser() -> Parser:
         "--report", metavar="PATH", help="write the matrix and failing seeds as an HTML page"
     )
 
+    # -- issue 13: `run.py redis` (trio_saga/redis/command.py) ------------------------------
+    _add_redis_parser(commands)
+    # -- end issue 13 ---------------------------------------------------------------------
+
     replay = commands.add_parser("replay", help="re-run a saved run exactly")
     replay.add_argument("file", help="a replay file explore wrote")
     replay.add_argument(
@@ -249,9 +255,21 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .explore import explore_command
 
         return explore_command(args)
+    if args.command == "redis":  # issue 13; imported here: coredis is an optional extra
+        from .redis.command import redis_command
+
+        return redis_command(args)
     from .explore import replay_command
 
     return replay_command(args)
+
+
+def _add_redis_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """`run.py redis ...` (issue 13): its parser lives with the command, which imports no
+    optional dependency at import time."""
+    from .redis.command import add_parser
+
+    add_parser(commands)
 
 
 def _stdio(args: argparse.Namespace) -> int:
