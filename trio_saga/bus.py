@@ -24,7 +24,7 @@ import attrs
 from faults.base import Commit, Decision, FaultInjector, Transmission
 
 from .events import Accepted, Event, Refused
-from .participant import Participant, Reply, StepContext
+from .participant import Effect, Participant, Reply, StepContext, World
 from .saga import SagaDefinition
 from .saga_log import SagaLog
 from .trace import US, Trace
@@ -148,6 +148,17 @@ class Broker(Protocol):
         """Deliveries a crash took with it (they will be redelivered)."""
         ...
 
+    # -- issue 11: the crash before a commit --------------------------------------------------
+
+    def may_crash_before_commit(self, service: str, saga_id: str) -> bool:
+        """Whether a crash could strike `service` between a step's effects and its commit
+        (only then does the step keep a snapshot to undo)."""
+        ...
+
+    def crash_before_commit(self, service: str, saga_id: str, produced: Sequence[Event]) -> bool:
+        """Whether `service` crashes now, after the step's effects and before its commit."""
+        ...
+
 
 class EventBus:
     """The broker and the network between the services, driven by the runtime."""
@@ -197,6 +208,8 @@ class EventBus:
         self._context_at = -1
         self._backoffs = [self.config.backoff(attempt) for attempt in range(1, 33)]
         self._context = StepContext(timestamp=0)
+        #: The outside world the handlers' effects reach (issue 11): it survives every crash.
+        self.world = World(listener=self._effect)
 
     # -- agenda ----------------------------------------------------------------------------
 
@@ -337,6 +350,7 @@ class EventBus:
                 assert isinstance(obj, str)
                 self.down.discard(obj)
                 self.trace.add(self.now, "restart", obj)
+                self.participants[obj].restarted()  # issue 11: its restart() hook
                 self._want_relay(obj, self.now)
             elif kind == RELAY:
                 assert isinstance(obj, str)
@@ -478,7 +492,9 @@ class EventBus:
         if self._context_at != self.now:
             self._context_at = self.now
             self._context = StepContext(
-                timestamp=self.timestamp(self.now), forced_failure=self.forced_failure
+                timestamp=self.timestamp(self.now),
+                forced_failure=self.forced_failure,
+                effects=self.world,
             )
         return self._context
 
@@ -610,6 +626,36 @@ class EventBus:
         )
         return True
 
+    # -- issue 11: effects and the crash before a commit --------------------------------------
+
+    def _effect(self, effect: Effect) -> None:
+        self.trace.add(
+            self.now,
+            "effect",
+            effect.service,
+            effect.saga_id,
+            f"{effect.system}.{effect.action}",
+            effect.key or "",
+            effect.describe(),
+        )
+
+    def may_crash_before_commit(self, service: str, saga_id: str) -> bool:
+        return self.injector.answers.get("precommit", False) and (
+            self.injector.may_crash_before_commit(service, saga_id)
+        )
+
+    def crash_before_commit(self, service: str, saga_id: str, produced: Sequence[Event]) -> bool:
+        commit = Commit(
+            service=service, saga_id=saga_id, produced=tuple(e.type for e in produced), now=self.now
+        )
+        downtime = self.injector.crash_before_commit(commit)
+        if downtime is None:
+            return False
+        self._count("crash_before_commit")
+        what = produced[0].type if produced else "nothing"
+        self.crash(service, downtime, f"after its effects, before committing {what}", saga=saga_id)
+        return True
+
     def lost(self, service: str, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:
             self.trace.add(
@@ -630,6 +676,7 @@ class EventBus:
         if service in self.down or service not in self.participants:
             return
         self.down.add(service)
+        self.participants[service].crashed()  # issue 11: its volatile state is gone
         self._batches.pop(service, None)
         self.trace.add(self.now, "crash", service, saga, info=info or f"down {downtime_us / US:g}s")
         self._crashes.append((service, downtime_us))
@@ -659,6 +706,10 @@ def serve_batch(participant: Participant, batch: Batch, bus: Broker) -> bool:
             continue
         payload = item.payload
         ctx = bus.context()
+        # issue 11: a snapshot only when a crash could strike before this step's commit
+        snapshot = (
+            participant.snapshot() if bus.may_crash_before_commit(name, payload.saga_id) else None
+        )
         try:
             if isinstance(payload, Event):
                 outcome = participant.receive(payload, ctx)
@@ -667,6 +718,14 @@ def serve_batch(participant: Participant, batch: Batch, bus: Broker) -> bool:
         except Exception as exc:  # a bug in the handler under test: say where it struck
             exc.add_note(f"while {name} handled {item.what} of saga {payload.saga_id}")
             raise
+        if (
+            snapshot is not None
+            and outcome is not None
+            and bus.crash_before_commit(name, payload.saga_id, outcome)
+        ):
+            participant.undo(snapshot, payload, outcome)
+            bus.lost(name, [d for d in batch[position:] if not isinstance(d, str)])
+            return False
         if isinstance(payload, Event):
             bus.handled(name, payload, outcome)
         elif outcome is not None:

@@ -34,6 +34,8 @@ Commands:
                             expected outcome fails)
   explore                   run many seeds (optionally swarm fault mixes), shrink failures
   replay FILE               re-run a saved run exactly
+  certify [--saga NAME]     every handler under duplicates, swaps and crashes, diffed
+                            against a clean run (exit 1 if anything changed)
 
 Fault specs (for --fault, and in scenario files) look like NAME:key=value,...:
   drop:p=0.1   delay:mean=0.05,dist=exponential   duplicate:p=0.2,copies=2
@@ -106,6 +108,23 @@ def build_parser() -> Parser:
         "--out", metavar="DIR", default="replays", help="where replay files of failing runs go"
     )
     explore.add_argument("--report", metavar="PATH")
+    explore.add_argument(
+        "--max-replays",
+        type=int,
+        default=10,
+        metavar="N",
+        help="write at most N replay files: one per distinct failure first (10)",
+    )
+
+    certify = commands.add_parser(
+        "certify", help="check every handler under duplicates, swaps and crashes"
+    )
+    certify.add_argument(
+        "--saga",
+        metavar="NAME|MODULE:ATTR",
+        default="shop",
+        help="the saga to certify (default: the shop)",
+    )
 
     replay = commands.add_parser("replay", help="re-run a saved run exactly")
     replay.add_argument("file")
@@ -166,6 +185,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .explore import explore_command
 
         return explore_command(args)
+    if args.command == "certify":
+        from .certify import certify_command
+
+        return certify_command(args)
     from .explore import replay_command
 
     return replay_command(args)

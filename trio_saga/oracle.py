@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from .participant import Participant
+from .participant import Participant, World
 from .saga import (
     EVERY_SAGA_ENDS,
     NO_EFFECT_WITHOUT_CAUSE,
@@ -41,6 +41,9 @@ class FinishedRun:
     participants: Mapping[str, Participant]
     #: Saga ids the run was asked to start, in order.
     ordered: Sequence[str] = ()
+    #: The outside world: every effect the handlers had (a gateway's charges), which the
+    #: saga's own checks count (issue 11).
+    world: World = attrs.field(factory=World)
 
     def service(self, name: str) -> Any:
         """The final state of service `name`, or None if the run has no such service."""
