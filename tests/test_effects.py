@@ -10,11 +10,12 @@ import effect_bugs
 import pytest
 
 from faults import Fault, parse_fault
-from trio_saga.errors import FaultSpecError
+from trio_saga.errors import FaultSpecError, SagaError
 from trio_saga.events import Event
-from trio_saga.explore import explore, format_explore
+from trio_saga.explore import ExploreResult, RunSummary, explore, format_explore, replay_choice
 from trio_saga.participant import Participant, StepContext, World, volatile
 from trio_saga.scenario import Scenario
+from trio_saga.shop import SHOP
 from trio_saga.shop.checks import MONEY
 from trio_saga.shop.services import PaymentService
 from trio_saga.shrink import ReplayFile, trace_digest
@@ -244,3 +245,102 @@ def test_explore_finds_the_volatile_guard_under_crashes(tmp_path: Path) -> None:
     assert {d.kind for d in replay.decisions} == {"crash_after_commit", "fail_shipping"}
     assert not explore(scenario, 20, saga=effect_bugs.CACHING, shrink_failures=False).failing
     assert not explore(scenario, 20, shrink_failures=False).failing
+
+
+# -- swarm covers the new faults and varies orders -------------------------------------------
+
+
+def test_swarm_crashes_before_commits_and_after_every_event_type() -> None:
+    from trio_saga.swarm import FEATURES, crash_points, swarm_faults
+
+    assert "crash_before_commit" in dict(FEATURES)
+    assert {event for _, event in crash_points(SHOP)} == set(SHOP.event_types)
+    specs = [spec for seed in range(60) for spec in swarm_faults(seed)]
+    befores = {s.split("before=")[1].split(",")[0] for s in specs if "before=" in s}
+    assert "any" in befores
+    assert len(befores) >= 4
+    fails = {s.split(":")[0] for s in specs if s.startswith("fail_")}
+    assert fails == {f"fail_{step}" for step in SHOP.fallible_steps}
+
+
+def test_swarm_varies_the_quantities_and_amounts_of_orders_by_seed() -> None:
+    from trio_saga.swarm import swarm_scenario
+
+    scenario = _scenario("drop:p=0.1")
+    varied = [swarm_scenario(seed, scenario, SHOP) for seed in range(12)]
+    assert any(v is scenario for v in varied)  # half the seeds keep the scenario's orders
+    changed = [v for v in varied if v is not scenario]
+    assert changed
+    fields = [g.fields for v in changed for g in v.groups]
+    assert len({f.get("quantity", 1) for f in fields}) > 1
+    assert len({f.get("amount") for f in fields}) > 1
+    assert all(v.saga_count == scenario.saga_count for v in changed)
+    assert swarm_scenario(3, scenario, SHOP) == swarm_scenario(3, scenario, SHOP)
+    no_variants = attrs.evolve(SHOP, order_variants={})
+    assert swarm_scenario(3, scenario, no_variants) is scenario
+
+
+def test_a_swarm_replay_file_carries_the_varied_orders(tmp_path: Path) -> None:
+    scenario = _scenario("drop:p=0.01")
+    result = explore(
+        scenario, 30, swarm=True, saga=effect_bugs.KEYLESS, max_shrinks=1, max_replays=2
+    )
+    varied = [
+        replay
+        for replay in result.replays.values()
+        if replay.scenario_toml is not None and "quantity" in replay.scenario_toml
+    ]
+    for replay in result.replays.values():
+        again = replay.run(effect_bugs.KEYLESS)
+        assert trace_digest(again) == replay.trace_digest
+    assert varied  # some failing seeds ran with varied orders, and their files carry them
+
+
+# -- explore's cost and its report -------------------------------------------------------------
+
+
+def _run(seed: int, *violations: tuple[str, str | None, str]) -> RunSummary:
+    return RunSummary(
+        seed=seed,
+        faults=(),
+        counts={"completed": 1},
+        fault_counts={},
+        violations=violations,
+        decisions=(),
+        virtual_us=0,
+        trace_lines=0,
+    )
+
+
+def test_replay_files_go_to_distinct_signatures_first() -> None:
+    money = (MONEY, "saga-3", "charged 2 times at the gateway")
+    runs = [
+        _run(1, money),
+        _run(2, (MONEY, "saga-7", "charged 2 times at the gateway")),
+        _run(3, money),
+        _run(4, ("every saga ends", "saga-1", "stuck in progress after [InventoryReserved]")),
+        _run(5, ("stock is conserved", None, "sku abc123: available 1 + reserved 0")),
+    ]
+    assert runs[0].signature == runs[1].signature
+    assert [r.seed for r in replay_choice(runs, 3)] == [1, 4, 5]
+    assert [r.seed for r in replay_choice(runs, 4)] == [1, 2, 4, 5]
+    assert replay_choice(runs, 0) == []
+
+
+def test_explore_names_every_invariant_a_failing_run_broke() -> None:
+    run = _run(
+        7,
+        ("outcome matches events", "saga-2", "PaymentRefunded published 2 times"),
+        (MONEY, "saga-2", "refunded 2 times"),
+        ("outcome matches events", "saga-2", "compensated but ..."),
+    )
+    assert run.invariants == ["outcome matches events", MONEY]
+    result = ExploreResult(scenario="x", saga=SHOP, swarm=False, jobs=1, runs=[run], wall_s=1.0)
+    text = format_explore(result)
+    assert "seed 7: invariant 2 (outcome matches events) saga-2" in text
+    assert "    also violated: 5 (money is conserved)" in text
+
+
+def test_explore_refuses_a_negative_replay_cap() -> None:
+    with pytest.raises(SagaError, match="^--max-replays must not be negative$"):
+        explore(_scenario("drop:p=0.1"), 1, max_replays=-1)

@@ -706,6 +706,7 @@ def serve_batch(participant: Participant, batch: Batch, bus: Broker) -> bool:
             continue
         payload = item.payload
         ctx = bus.context()
+        ctx.effects.step(name, payload.saga_id)  # issue 11: whose effects these are
         # issue 11: a snapshot only when a crash could strike before this step's commit
         snapshot = (
             participant.snapshot() if bus.may_crash_before_commit(name, payload.saga_id) else None

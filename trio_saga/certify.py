@@ -112,6 +112,7 @@ def clean_run(saga: SagaDefinition, state: Mapping[str, Any], orders: Sequence[O
 
 
 def _step(participant: Participant, payload: Any, ctx: StepContext) -> Sequence[Event] | None:
+    ctx.effects.step(participant.name, payload.saga_id)  # a participant of a test may not
     if isinstance(payload, Event):
         return participant.receive(payload, ctx)
     return participant.execute(payload, ctx)[1]

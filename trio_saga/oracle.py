@@ -99,13 +99,17 @@ def check(
     saga_log: SagaLog,
     participants: Mapping[str, Participant],
     ordered: Sequence[str] = (),
+    world: World | None = None,
 ) -> list[Violation]:
     """Every violation in a quiet system (see `judge`)."""
-    return list(
-        judge(
-            FinishedRun(saga=saga, saga_log=saga_log, participants=participants, ordered=ordered)
-        ).violations
+    run = FinishedRun(
+        saga=saga,
+        saga_log=saga_log,
+        participants=participants,
+        ordered=ordered,
+        world=world if world is not None else World(),
     )
+    return list(judge(run).violations)
 
 
 def check_saga(saga: SagaDefinition, record: SagaRecord) -> list[Violation]:
