@@ -1,16 +1,21 @@
 # The HTML reports in a real browser: Debian's headless chromium loads the file with no network
 # and dumps the DOM after the inline JavaScript ran, so these tests prove the timelines are
-# drawn, not just that the data is in the file. chromium comes from .ci/install-browser; without
-# it these tests fail (they never skip), saying how to install it.
+# drawn, not just that the data is in the file; driven over the DevTools protocol (tests/cdp.py)
+# it clicks sagas and measures what it drew. chromium comes from .ci/install-browser; without it
+# these tests fail (they never skip), saying how to install it.
 
 from __future__ import annotations
 
-import shutil
+import itertools
+import json
+import re
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
-import pytest
+from cdp import FLAGS, Browser, chromium
+from support import run_py
 
 from trio_saga.explore import explore
 from trio_saga.report import write_explore_report, write_report
@@ -18,28 +23,6 @@ from trio_saga.scenario import Scenario
 from trio_saga.simulation import simulate
 
 CUT_SHORT = (Path(__file__).parent / "scenarios" / "cut-short.toml").read_text()
-
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-extensions",
-    "--window-size=1280,2000",
-)
-
-
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None and Path("/usr/bin/chromium").exists():
-        found = "/usr/bin/chromium"
-    if found is None:
-        pytest.fail("chromium is not installed: run .ci/install-browser (Debian's chromium)")
-    return found
 
 
 def rendered(page: Path, tmp_path: Path) -> str:
@@ -146,3 +129,63 @@ def test_the_browser_draws_the_explore_matrix_and_the_failing_seeds(tmp_path: Pa
     assert rows == [row for row, _ in result.matrix()]
     assert [a["data-row"] for a in dom.with_class("bar-row")] == rows
     assert [a["data-seed"] for a in dom.with_class("failing-seed")] == ["0", "1", "2"]
+
+
+#: Opens saga %s in the detail view by clicking its row, then measures every text the detail
+#: drew, and the drawing itself, as the browser laid them out.
+MEASURE = """(function (id) {
+  document.querySelector('.saga-row[data-saga="' + id + '"]')
+    .dispatchEvent(new MouseEvent("click", {bubbles: true}));
+  var svg = document.getElementById("detail-svg");
+  function box(e) { var r = e.getBoundingClientRect();
+    return [r.left, r.top, r.right, r.bottom]; }
+  return {saga: svg.getAttribute("data-saga"), svg: box(svg),
+    texts: Array.prototype.map.call(svg.querySelectorAll("text"), function (t) {
+      return {text: t.textContent, cls: t.getAttribute("class") || "", box: box(t)};
+    })};
+})(%s)"""
+
+
+def embedded(page: str) -> dict[str, Any]:
+    found = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page)
+    assert found is not None
+    data: dict[str, Any] = json.loads(found.group(1))
+    return data
+
+
+def intersect(a: list[float], b: list[float]) -> bool:
+    return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
+
+
+def test_no_two_labels_of_a_sagas_detail_intersect_in_a_chaos_run(tmp_path: Path) -> None:
+    page = tmp_path / "chaos.html"
+    done = run_py("scenario", "chaos", "--report", str(page))
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = embedded(page.read_text())
+    labelled = {"publish", *data["fault_kinds"]}
+    worst = sorted(data["sagas"], key=lambda s: (-s["faults"], s["id"]))[:6]
+    drawn: list[str] = []
+    with Browser(tmp_path / "profile") as browser:
+        browser.open(page, "document.body && document.body.getAttribute('data-rendered')")
+        for saga in worst:
+            seen = browser.evaluate(MEASURE % json.dumps(saga["id"]))
+            assert seen["saga"] == saga["id"]
+            texts = seen["texts"]
+            # Every marker that has a label got one: none was left out to make room.
+            marks = [m for m in saga["marks"] if data["kinds"][m[3]] in labelled]
+            assert sum("mark-label" in t["cls"] for t in texts) == len(marks)
+            left, top, right, bottom = seen["svg"]
+            for text in texts:
+                x0, y0, x1, y1 = text["box"]
+                assert x0 < x1, text
+                assert y0 < y1, text
+                assert left <= x0, text  # inside the drawing, not cut off by its edge
+                assert x1 <= right, text
+                assert top <= y0, text
+                assert y1 <= bottom, text
+            for a, b in itertools.combinations(texts, 2):
+                assert not intersect(a["box"], b["box"]), (saga["id"], a, b)
+            drawn += [t["text"] for t in texts]
+    # The labels the issue saw overlapping were among those measured.
+    for word in ("duplicate", "down", "lost", "partitioned"):
+        assert any(text.startswith(word) for text in drawn), word

@@ -156,8 +156,18 @@ def test_the_planted_bug_is_found_shrunk_and_its_replay_file_reproduces_it(
     assert_usage_error(run_py("replay", str(path), *named), "planted_bugs")
 
     text = format_explore(result)
-    assert f"python run.py replay {path} --saga-def planted_bugs:DOUBLE_CHARGE" in text
     assert "shrunk" in text
+    # The replay command explore prints names the saga by its file, so that it runs as
+    # printed, from the repository root, with nothing on PYTHONPATH.
+    printed = re.search(
+        rf"^    python run.py replay {re.escape(str(path))} --saga-def (\S+)$", text, re.M
+    )
+    assert printed is not None, text
+    assert printed.group(1) == "tests/planted_bugs.py:DOUBLE_CHARGE"
+    as_printed = run_py("replay", str(path), "--saga-def", printed.group(1))
+    assert as_printed.returncode == 1, as_printed.stderr
+    assert f"invariant {number} ({loaded.invariant}) violated again" in as_printed.stdout
+    assert "trace identical to the recorded one" in as_printed.stdout
 
 
 def test_a_planted_participant_without_its_inbox_is_found_too(tmp_path: Path) -> None:

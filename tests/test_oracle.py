@@ -42,6 +42,7 @@ from trio_saga.shop.services import (
     ShippingService,
 )
 from trio_saga.simulation import SagaOrder, Simulation, SimulationResult, orders, simulate
+from trio_saga.summary import summarize
 from trio_saga.trace import Trace
 
 SEEDS = range(5)
@@ -636,3 +637,21 @@ def test_judge_shows_ok_fail_and_not_applicable_per_invariant() -> None:
     clean = judge(finished(log_of(), Inventory(), PaymentService(), ShippingService()))
     assert clean.ok
     assert clean.results == tuple((name, "ok") for name in SHOP.invariants)
+
+
+def test_the_summary_shows_a_check_that_could_not_run_as_not_applicable() -> None:
+    result = simulate(Simulation(orders=orders(2)))
+    assert [state for _, state in result.verdict.results] == ["ok"] * 5
+    # The same run judged without its inventory: stock cannot be checked, and says so.
+    participants = {k: v for k, v in result.participants.items() if k != "inventory"}
+    result.verdict = judge(
+        FinishedRun(saga=SHOP, saga_log=result.saga_log, participants=participants)
+    )
+    shown = [line.strip() for line in summarize("two", result, seed=0).splitlines()]
+    assert [line for line in shown if line.startswith("[")] == [
+        "[  ok] 1. every saga ends",
+        "[  ok] 2. outcome matches events",
+        "[  ok] 3. no effect without its cause",
+        "[ n/a] 4. stock is conserved",
+        "[  ok] 5. money is conserved",
+    ]

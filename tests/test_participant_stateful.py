@@ -101,7 +101,7 @@ class SagaNetwork(RuleBasedStateMachine):
 
     def deliver(self, item: Pending) -> None:
         participant = self.participants[item.dest]
-        already = item.event.event_id in participant.inbox
+        already = (item.event.type, item.event.event_id) in participant.inbox
         before = copy.deepcopy(participant) if already else None
         produced = participant.receive(item.event, self.ctx())
         if already:
@@ -110,7 +110,8 @@ class SagaNetwork(RuleBasedStateMachine):
             assert participant == before
         else:
             assert produced is not None
-        assert item.event.event_id in participant.inbox  # committed with the state change
+        # committed with the state change
+        assert (item.event.type, item.event.event_id) in participant.inbox
         self.delivered.append(item)
         self.publish_outboxes()
 
@@ -174,7 +175,7 @@ class SagaNetwork(RuleBasedStateMachine):
         self.renamed += 1
         copy_ = attrs.evolve(item.event, event_id=f"{item.event.event_id}~{self.renamed}")
         participant = self.participants[item.dest]
-        if item.event.event_id not in participant.inbox:
+        if (item.event.type, item.event.event_id) not in participant.inbox:
             self.deliver(Pending(copy_, item.dest))
             return
         before = copy.deepcopy(participant.service)

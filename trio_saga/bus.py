@@ -595,7 +595,13 @@ class EventBus:
     def handled(self, service: str, event: Event, produced: Sequence[Event] | None) -> None:
         if produced is None:
             self.trace.add(
-                self.now, "ignore", service, event.saga_id, event.type, event.event_id, "duplicate"
+                self.now,
+                "ignore",
+                service,
+                event.saga_id,
+                event.type,
+                getattr(event, "event_id", ""),
+                "duplicate",
             )
         else:
             self.trace.add(

@@ -89,15 +89,41 @@ def build_parser() -> Parser:
     )
 
     scenario = commands.add_parser("scenario", help="run one named scenario")
-    scenario.add_argument("name")
-    scenario.add_argument("--seed", type=int, default=None, dest="scenario_seed")
+    scenario.add_argument("name", help="a named scenario (see `scenarios`), or a .toml file's path")
+    scenario.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        dest="scenario_seed",
+        help="the fault injector's seed (default: the scenario's own `seed`)",
+    )
+    scenario.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        dest="extra_faults",
+        help="add a fault to the scenario's own (repeatable)",
+    )
     scenario.add_argument("--trace", metavar="PATH", help="write the JSONL trace here")
     scenario.add_argument("--diagram", metavar="PATH", help="write a Mermaid sequence diagram")
     scenario.add_argument("--saga", metavar="ID", help="the diagram shows only this saga")
     scenario.add_argument("--report", metavar="PATH", help="write a self-contained HTML report")
 
     explore = commands.add_parser("explore", help="run many seeds and shrink failures")
-    explore.add_argument("--scenario", default="chaos")
+    explore.add_argument(
+        "--scenario",
+        default="chaos",
+        help="a named scenario or a .toml file's path (default: chaos)",
+    )
+    explore.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        dest="extra_faults",
+        help="add a fault to every run, beside the scenario's own or the swarm's (repeatable)",
+    )
     budget = explore.add_mutually_exclusive_group()
     budget.add_argument("--seeds", type=int, default=None)
     budget.add_argument("--time", type=float, default=None, metavar="SECONDS")

@@ -90,7 +90,7 @@ def list_command(run: bool = False) -> int:
 def scenario_command(args: argparse.Namespace) -> int:
     """`run.py scenario NAME [--seed N] [--trace PATH] [--diagram PATH] [--saga ID]
     [--report PATH]`: exit 0 when the invariants hold and the outcomes match, else 1."""
-    scenario = Scenario.load(args.name)
+    scenario = Scenario.load(args.name).with_faults(getattr(args, "extra_faults", ()))
     saga: str | None = getattr(args, "saga", None)
     diagram_path: str | None = getattr(args, "diagram", None)
     trace_path: str | None = getattr(args, "trace", None)

@@ -1,31 +1,37 @@
-"""A Mermaid sequence diagram of a run, drawn from its trace: the client, the event bus and the
-services as participants; every command, publish, delivery and reply as an arrow; every fault
-as a visibly marked note or a crossed arrow.
+"""Mermaid sequence diagrams of a run, drawn from its trace.
+
+One saga (`saga_id`): the client, the event bus and the services as participants; every
+command, publish, delivery and reply as an arrow; every fault as a visibly marked note or a
+crossed arrow. A whole run: an overview with one branch per distinct path the sagas took
+(their outcome and the events they published, in order), each with how many sagas took it,
+which ones, the clean flow of the path and the faults that hit those sagas; the run-wide
+faults (crashes, partitions) come first.
 
 This module owns the diagram text and nothing else. It must never run or change a simulation
-and must only read trace records, so that a diagram can be drawn from a saved trace too. The
-text depends on the records alone (no clock, no dict order from hashing), so the same run gives
-the same bytes in any process.
+and must only read trace records, so that a diagram can be drawn from a saved trace too; who
+takes part and which events end a saga come from the saga definition (or as parameters). The
+text depends on the records alone (no clock, no dict order from hashing), so the same run
+gives the same bytes in any process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 
 from .saga import SagaDefinition
 from .shop import SHOP
 from .trace import US, Record
 
-#: Without `saga_id`, a run with more sagas than this shows only its first ones: Mermaid
-#: renders thousands of messages neither quickly nor readably.
-DEFAULT_MAX_SAGAS = 10
-
 BUS = "bus"
 
 
 def participants(saga: SagaDefinition) -> tuple[str, ...]:
-    """Declared first, in this order, so that the arrows read left to right like the saga."""
-    return ("client", BUS, *saga.service_names)
+    """Declared first, in this order, so that the arrows read left to right like the saga:
+    where sagas start, the event bus, then the services in step order."""
+    lanes = saga.lanes
+    return (lanes[0], BUS, *lanes[1:])
 
 
 #: Record kinds that concern the whole run rather than one saga, shown in every diagram.
@@ -34,6 +40,15 @@ GLOBAL_KINDS = frozenset({"crash", "restart", "partition", "heal"})
 #: Faults of one transmission, folded into one note.
 NETWORK_KINDS = frozenset({"delay", "reorder", "duplicate"})
 
+#: Record kinds that are a fault hitting one saga, counted per path in the overview.
+FAULT_KINDS = ("delay", "drop", "duplicate", "fail", "hold", "lost", "reorder")
+
+#: The overview's name for a saga that never reached a terminal event.
+STUCK = "stuck"
+
+#: Saga ids per line of the overview's "which sagas" note.
+IDS_PER_LINE = 10
+
 INDENT = "    "
 
 
@@ -41,43 +56,170 @@ def mermaid(
     trace_records: Iterable[Record],
     saga_id: str | None = None,
     *,
-    max_sagas: int = DEFAULT_MAX_SAGAS,
     saga: SagaDefinition = SHOP,
+    participants: Sequence[str] | None = None,
+    terminal: Mapping[str, str] | None = None,
 ) -> str:
-    """The `sequenceDiagram` of `saga_id`, or of all sagas (at most `max_sagas` of them, in the
-    order they started, with a note saying how many were left out). Raises ValueError for a
-    saga that is not in the trace."""
+    """The `sequenceDiagram` of `saga_id`, or the overview of the whole run. Raises ValueError
+    for a saga that is not in the trace.
+
+    `participants` are where sagas start (the client) and then the saga's services in step
+    order; the event bus is declared after the first. `terminal` maps each event that ends a
+    saga to its outcome. Both default to what `saga` says; a node the
+    trace names that `participants` leave out is declared after them."""
     records = list(trace_records)
+    lanes = list(saga.lanes if participants is None else participants)
+    if not lanes:
+        raise ValueError("a diagram needs at least one participant")
+    ends = dict(saga.terminal if terminal is None else terminal)
     order = _saga_order(records)
-    if saga_id is not None:
-        if saga_id not in order:
-            raise ValueError(f"no saga {saga_id!r} in this trace")
-        shown = [saga_id]
-    else:
-        shown = order[: max(max_sagas, 1)]
-    declared_first = participants(saga)
-    drawing = _Drawing(single=saga_id is not None, saga=saga)
-    selected = set(shown)
+    if saga_id is not None and saga_id not in order:
+        raise ValueError(f"no saga {saga_id!r} in this trace")
+    known = [lanes[0], BUS, *(n for n in lanes[1:] if n != BUS)]
+    span = f"{known[0]},{known[-1]}"
+    drawing = _Drawing(span=span, terminal=ends, starter=_starter(lanes))
     for record in records:
-        if record.kind in GLOBAL_KINDS or record.saga in selected:
+        if record.kind in GLOBAL_KINDS or (saga_id is not None and record.saga == saga_id):
             drawing.draw(record)
-    header = [f"{INDENT}%% trio-saga: {_text(_header(order, shown, saga_id))}"]
-    omitted = len(order) - len(shown)
-    if saga_id is None and omitted > 0:
-        header.append(
-            f"{INDENT}Note over {declared_first[0]},{declared_first[-1]}: showing the first"
-            f" {len(shown)} of {len(order)} sagas ({omitted} left out), draw one with --saga ID"
-        )
-    elif saga_id is not None:
-        header.append(
-            f"{INDENT}Note over {declared_first[0]},{declared_first[-1]}: {_text(saga_id)}"
-        )
-    names = [*declared_first, *(n for n in drawing.nodes if n not in declared_first)]
+    if saga_id is not None:
+        header = [
+            f"{INDENT}%% trio-saga: {_text(f'{saga_id}, one of {len(order)} sagas')}",
+            f"{INDENT}Note over {span}: {_text(saga_id)}",
+        ]
+        body = drawing.lines
+    else:
+        paths = _paths(records, order, ends)
+        header = [
+            f"{INDENT}%% trio-saga: {len(order)} sagas, {len(paths)} distinct paths",
+            f"{INDENT}Note over {span}: {_text(_summary(order, paths))}",
+        ]
+        body = drawing.lines + _overview(records, paths, drawing)
     declared = [
         f"{INDENT}participant {BUS} as event bus" if name == BUS else f"{INDENT}participant {name}"
-        for name in names
+        for name in [*known, *(n for n in drawing.nodes if n not in known)]
     ]
-    return "\n".join(["sequenceDiagram", *declared, *header, *drawing.lines]) + "\n"
+    return "\n".join(["sequenceDiagram", *declared, *header, *body]) + "\n"
+
+
+def _starter(lanes: Sequence[str]) -> str:
+    """Who answers the client when nothing in the trace says: the first service."""
+    return lanes[1] if len(lanes) > 1 else lanes[0]
+
+
+class _Path:
+    """Sagas that ended the same way after publishing the same events in the same order."""
+
+    def __init__(self, outcome: str, events: tuple[str, ...]) -> None:
+        self.outcome = outcome
+        self.events = events
+        self.sagas: list[str] = []
+
+
+def _paths(
+    records: Sequence[Record], order: Sequence[str], terminal: Mapping[str, str]
+) -> list[_Path]:
+    """Every distinct path, the one most sagas took first (then the one taken first)."""
+    published: dict[str, list[str]] = {saga: [] for saga in order}
+    for record in records:
+        if record.kind == "publish" and record.saga in published:
+            events = published[record.saga]
+            if record.event not in events:
+                events.append(record.event)
+    paths: dict[tuple[str, tuple[str, ...]], _Path] = {}
+    for saga in order:
+        key = tuple(published[saga])
+        outcome = next((terminal[e] for e in key if e in terminal), STUCK)
+        path = paths.setdefault((outcome, key), _Path(outcome, key))
+        path.sagas.append(saga)
+    ranked = sorted(enumerate(paths.values()), key=lambda p: (-len(p[1].sagas), p[0]))
+    return [path for _, path in ranked]
+
+
+def _summary(order: Sequence[str], paths: Sequence[_Path]) -> str:
+    outcomes = Counter[str]()
+    for path in paths:
+        outcomes[path.outcome] += len(path.sagas)
+    mix = ", ".join(f"{count} {outcome}" for outcome, count in outcomes.most_common())
+    return (
+        f"{_sagas(len(order))} ({mix or 'none'}) took {len(paths)} distinct"
+        f" path{'' if len(paths) == 1 else 's'}, most taken first; draw one saga in full with"
+        " --saga ID"
+    )
+
+
+def _sagas(count: int) -> str:
+    return f"{count} saga{'' if count == 1 else 's'}"
+
+
+def _ids(sagas: Sequence[str]) -> str:
+    """Saga ids with runs of consecutive numbers folded: saga-1..4, saga-7, saga-9..10."""
+    folded: list[str] = []
+    run: list[tuple[str, int]] = []
+
+    def flush() -> None:
+        if run:
+            (prefix, first), (_, last) = run[0], run[-1]
+            folded.append(f"{prefix}{first}" if first == last else f"{prefix}{first}..{last}")
+            run.clear()
+
+    for saga in sagas:
+        match = re.fullmatch(r"(.*?)(\d+)", saga)
+        if match is None:
+            flush()
+            folded.append(saga)
+            continue
+        prefix, number = match.group(1), int(match.group(2))
+        if run and (run[-1][0] != prefix or run[-1][1] + 1 != number):
+            flush()
+        run.append((prefix, number))
+    flush()
+    lines = [
+        ", ".join(_text(part) for part in folded[i : i + IDS_PER_LINE])
+        for i in range(0, len(folded), IDS_PER_LINE)
+    ]
+    return "<br/>".join(lines)
+
+
+def _overview(records: Sequence[Record], paths: Sequence[_Path], drawing: _Drawing) -> list[str]:
+    """One `alt` branch per path: who took it, its flow drawn from its first saga's records
+    (the first time each message went each way, no faults, no retries), and the faults that
+    hit the sagas on it."""
+    of_saga: dict[str, list[Record]] = {}
+    for record in records:
+        if record.saga:
+            of_saga.setdefault(record.saga, []).append(record)
+    lines: list[str] = []
+    for i, path in enumerate(paths):
+        keyword = "alt" if i == 0 else "else"
+        lines.append(f"{INDENT}{keyword} {_text(f'{path.outcome}, {_sagas(len(path.sagas))}')}")
+        lines.append(f"{INDENT * 2}Note over {drawing.span}: {_ids(path.sagas)}")
+        flow = _Drawing(
+            span=drawing.span,
+            terminal={},
+            starter=drawing.starter,
+            indent=INDENT * 2,
+        )
+        seen: set[tuple[str, str, str]] = set()
+        for record in of_saga.get(path.sagas[0], []):
+            if record.kind not in ("start", "publish", "deliver", "reply"):
+                continue
+            key = (record.kind, record.node, record.event)
+            if key in seen:
+                continue
+            seen.add(key)
+            flow.draw(record._replace(info="") if record.kind == "reply" else record)
+        lines += flow.lines
+        drawing.nodes += [n for n in flow.nodes if n not in drawing.nodes]
+        faults = Counter(
+            r.kind for saga in path.sagas for r in of_saga.get(saga, []) if r.kind in FAULT_KINDS
+        )
+        hit = ", ".join(f"{kind} {faults[kind]}" for kind in FAULT_KINDS if faults[kind])
+        lines.append(
+            f"{INDENT * 2}Note over {BUS}: {_text('faults on these sagas: ' + (hit or 'none'))}"
+        )
+    if paths:
+        lines.append(f"{INDENT}end")
+    return lines
 
 
 def _saga_order(records: Sequence[Record]) -> list[str]:
@@ -88,12 +230,6 @@ def _saga_order(records: Sequence[Record]) -> list[str]:
         if record.saga:
             seen.setdefault(record.saga)
     return list(seen)
-
-
-def _header(order: Sequence[str], shown: Sequence[str], saga_id: str | None) -> str:
-    if saga_id is not None:
-        return f"{saga_id}, one of {len(order)} sagas"
-    return f"{len(shown)} of {len(order)} sagas"
 
 
 def _text(value: str) -> str:
@@ -111,15 +247,24 @@ class _Drawing:
     folds the faults of one transmission into one note and a run of identical lines into one
     line marked `xN`, so that a storm of duplicates or a long partition stays readable."""
 
-    def __init__(self, *, single: bool, saga: SagaDefinition) -> None:
-        self.single = single
-        self.terminal = saga.terminal
-        self.entry = saga.entry
-        self.span = participants(saga)
+    def __init__(
+        self,
+        *,
+        span: str,
+        terminal: Mapping[str, str],
+        starter: str,
+        indent: str = INDENT,
+    ) -> None:
+        self.span = span  # "first,last" participant, for notes across the whole diagram
+        self.terminal = terminal
+        self.starter = starter
+        self.indent = indent
         self.nodes: list[str] = []
         self._lines: list[list[str | int]] = []  # [text, repeats]
         self._attempt: dict[str, int] = {}
         self._faults_of: tuple[int, str, str] | None = None  # (t, ref, dest) of the last note
+        self._start_ref: dict[str, str] = {}  # saga -> delivery id of its starting command
+        self._answers: dict[str, str] = {}  # saga -> the node its starting command reached
 
     @property
     def lines(self) -> list[str]:
@@ -140,15 +285,14 @@ class _Drawing:
     def _arrow(self, source: str, arrow: str, dest: str, label: str) -> None:
         self._node(source)
         self._node(dest)
-        self._emit(f"{INDENT}{source}{arrow}{dest}: {_text(label)}")
+        self._emit(f"{self.indent}{source}{arrow}{dest}: {_text(label)}")
 
     def _note(self, over: str, label: str) -> None:
         self._node(over)
-        self._emit(f"{INDENT}Note over {over}: {_text(label)}")
+        self._emit(f"{self.indent}Note over {over}: {_text(label)}")
 
     def _what(self, record: Record) -> str:
-        """The message, with its saga unless the diagram shows only one."""
-        return record.event if self.single else f"{record.event} {record.saga}"
+        return record.event
 
     def _tries(self, record: Record) -> str:
         attempt = self._attempt.get(record.ref, 1)
@@ -171,21 +315,25 @@ class _Drawing:
         if kind not in NETWORK_KINDS:
             self._faults_of = None
         if kind == "start":
-            self._arrow("client", "->>", BUS, what)
+            self._start_ref.setdefault(record.saga, record.ref)
+            self._arrow(node, "->>", BUS, what)
         elif kind == "publish":
             self._arrow(node, "->>", BUS, what)
             outcome = self.terminal.get(record.event)
             if outcome is not None:
                 self._emit(
-                    f"{INDENT}Note over {self.span[0]},{self.span[-1]}:"
-                    f" {_text(f'{record.saga} {outcome}')}"
+                    f"{self.indent}Note over {self.span}: {_text(f'{record.saga} {outcome}')}"
                 )
         elif kind == "redeliver":
             self._attempt[record.ref] = self._attempt.get(record.ref, 1) + 1
         elif kind == "deliver":
+            if self._start_ref.get(record.saga) == record.ref:
+                self._answers.setdefault(record.saga, node)
             self._arrow(BUS, "->>", node, what + self._tries(record))
         elif kind == "reply":
-            self._arrow(self.entry, "-->>", node, f"{what} {record.info}")
+            # The reply comes from the service the starting command reached.
+            source = self._answers.get(record.saga, self.starter)
+            self._arrow(source, "-->>", node, f"{what} {record.info}".strip())
         elif kind == "drop":
             self._drop(record, what)
         elif kind == "lost":

@@ -66,20 +66,13 @@ class Event:
 @attrs.frozen(kw_only=True, slots=True)
 class StartSaga:
     """The client's command that starts a saga, for sagas that take no command class of their
-    own: the saga's command name as `type`, and the order's fields.
-
-    It has an `event_id` (one per saga) so that the first service's inbox answers a redelivery
-    the way it answers a redelivered event.
-    """
+    own: the saga's command name as `type`, and the order's fields (`command["amount"]`).
+    The first service's inbox answers a redelivery of it as it answers a redelivered event."""
 
     type: str
     saga_id: str
     client: str = "client"
     fields: Mapping[str, Any] = attrs.field(factory=dict)
-
-    @property
-    def event_id(self) -> str:
-        return f"{self.type}:{self.saga_id}"
 
     def __getitem__(self, key: str) -> Any:
         return self.fields[key]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import functools
 import multiprocessing
 import os
 import pickle
@@ -124,13 +125,15 @@ class Job:
     #: The saga the runs use: the scenario's own, or another (a planted bug) given to explore.
     saga: SagaDefinition
     digests: bool = False
+    #: Fault specs added to every run (explore --fault), beside the scenario's or the swarm's.
+    extra: tuple[str, ...] = ()
     scenario_toml: str | None = None  # read once here: workers may see another directory
     max_tests: int = MAX_TESTS
 
     def faults(self, seed: int) -> tuple[str, ...]:
         if self.swarm:
-            return swarm_faults(seed, max(self.scenario.span, 1.0), self.saga)
-        return tuple(self.scenario.faults)
+            return swarm_faults(seed, max(self.scenario.span, 1.0), self.saga) + self.extra
+        return tuple(self.scenario.faults) + self.extra
 
     def scenario_for(self, seed: int) -> Scenario:
         """The scenario seed `seed` runs: with swarm, its orders may vary (issue 11)."""
@@ -140,6 +143,11 @@ class Job:
 
     def simulation(self, seed: int, **options: Any) -> Any:
         return self.scenario_for(seed).simulation(seed, saga=self.saga, **options)
+
+
+def _with_ref(saga: SagaDefinition) -> SagaDefinition:
+    ref = saga_ref(saga)
+    return saga if ref is None or ref == saga.ref else attrs.evolve(saga, ref=ref)
 
 
 def _innermost(exc: BaseException) -> BaseException:
@@ -216,7 +224,7 @@ def shrink_run(job: Job, run: RunSummary, *, minimise: bool = True) -> ReplayFil
         faults=run.faults,
         decisions=decisions,
         invariant=invariant,
-        saga=saga_ref(job.saga) or job.saga.name,
+        saga=saga_ref(job.saga) or f"(unnamed saga {job.saga.name})",
         saga_id=found.saga_id if found else run.violations[0][1],
         detail=found.detail if found else run.violations[0][2],
         violated=tuple(dict.fromkeys(v[0] for v in run.violations)),
@@ -311,6 +319,7 @@ def explore(
     time_budget: float | None = None,
     swarm: bool = False,
     saga: SagaDefinition | None = None,
+    faults: Sequence[str] = (),
     digests: bool = False,
     shrink_failures: bool = True,
     max_shrinks: int = MAX_SHRINKS,
@@ -334,7 +343,9 @@ def explore(
     job = Job(
         scenario=scenario,
         swarm=swarm,
-        saga=scenario.saga if saga is None else saga,
+        # Its ref is worked out here: a worker's unpickled copy cannot be found by identity.
+        saga=_with_ref(scenario.saga if saga is None else saga),
+        extra=tuple(faults),
         digests=digests,
         scenario_toml=scenario_text(scenario),
     )
@@ -659,6 +670,7 @@ def explore_command(args: argparse.Namespace) -> int:
             f"--jobs {args.jobs} is more than 4 per core; this machine has {os.cpu_count()} cores"
         )
     scenario = Scenario.load(args.scenario)
+    scenario.with_faults(args.extra_faults)  # checked now, against the scenario's saga
     if args.report is not None:
         check_writable(args.report)
     bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
@@ -670,6 +682,7 @@ def explore_command(args: argparse.Namespace) -> int:
             first_seed=args.first_seed,
             time_budget=args.time,
             swarm=args.swarm,
+            faults=args.extra_faults,
             out=args.out,
             max_replays=args.max_replays,
             progress=bar,
@@ -685,7 +698,12 @@ def explore_command(args: argparse.Namespace) -> int:
         from .report import write_explore_report
 
         title = f"explore {scenario.name}" + (" (swarm)" if result.swarm else "")
-        write_explore_report(args.report, title, result)
+        write_explore_report(
+            args.report,
+            title,
+            result,
+            replay_command=functools.partial(replay_command_line, saga=result.saga),
+        )
         print(f"wrote      report {args.report}")
     return EXIT_VIOLATED if result.failing else EXIT_OK
 

@@ -214,7 +214,9 @@ class Participant:
     """
 
     service: SagaService
-    inbox: set[str] = attrs.field(factory=set)
+    #: (event type, event id) of every event committed: ids need only be unique per event
+    #: type, so two services that number their events alike (`d-1`, `d-2`, ...) never collide.
+    inbox: set[tuple[str, str]] = attrs.field(factory=set)
     outbox: deque[Event] = attrs.field(factory=deque)
 
     @property
@@ -233,9 +235,10 @@ class Participant:
         back to `snapshot`, the delivery out of the inbox, its events out of the outbox, its
         volatile state wiped. What its effects did in the outside world stays done."""
         self.service = snapshot
+        # the inbox key the step added (see `receive` and `execute`)
         event_id = getattr(payload, "event_id", None)
-        if event_id is not None:
-            self.inbox.discard(event_id)
+        self.inbox.discard((payload.type, event_id))
+        self.inbox.discard((payload.type, payload.saga_id))
         for _ in produced or ():
             self.outbox.pop()
         self.crashed()
@@ -255,11 +258,12 @@ class Participant:
 
     def receive(self, event: Any, ctx: StepContext) -> Sequence[Event] | None:
         """Commit one delivered event; None when it was already processed."""
-        if event.event_id in self.inbox:
+        key = (event.type, event.event_id)
+        if key in self.inbox:
             return None
         ctx.effects.step(self.name, event.saga_id)
         produced = self.service.handle(event, ctx)
-        self.inbox.add(event.event_id)
+        self.inbox.add(key)
         self.outbox.extend(produced)
         return produced
 
@@ -272,7 +276,14 @@ class Participant:
         runner derives the answer from what it published. None as events: a duplicate."""
         start = getattr(self.service, "start", None)
         if start is None:
-            return None, self.receive(command, ctx)
+            key = (command.type, command.saga_id)  # one command per saga
+            if key in self.inbox:
+                return None, None
+            ctx.effects.step(self.name, command.saga_id)
+            produced = self.service.handle(command, ctx)
+            self.inbox.add(key)
+            self.outbox.extend(produced)
+            return None, produced
         ctx.effects.step(self.name, command.saga_id)
         reply, produced = start(command, ctx)
         self.outbox.extend(produced)

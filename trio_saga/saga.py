@@ -235,6 +235,17 @@ class SagaDefinition:
         return frozenset(s.failure for s in self.steps if s.failure is not None)
 
     @functools.cached_property
+    def compensating(self) -> frozenset[str]:
+        """The events that refuse or undo a step: failures and compensations."""
+        undo = {s.compensation for s in self.steps if s.compensation is not None}
+        return self.failures | undo
+
+    @property
+    def lanes(self) -> tuple[str, ...]:
+        """Where a saga's messages come from, in order: the client, then the services."""
+        return ("client", *self.service_names)
+
+    @functools.cached_property
     def allowed(self) -> Mapping[str, tuple[tuple[str, ...], ...]]:
         """Outcome -> the event sequences it allows: T1..Tn; T1..Tk-1, Fk, Ck-1..C1; F1."""
         steps = self.steps
@@ -452,7 +463,10 @@ def _import(module_name: str, near: Path | None) -> Any:
         if (folder / f"{top}.py").is_file() or (folder / top / "__init__.py").is_file():
             if str(folder) not in sys.path:
                 sys.path.insert(0, str(folder))
-            return _import_now(module_name)
+            try:
+                return _import_now(module_name)
+            except ModuleNotFoundError as exc:
+                raise SagaDefinitionError(f"saga module {module_name}: {exc}") from None
     where = " or beside the scenario file" if near is not None else ""
     raise SagaDefinitionError(f"cannot find saga module {module_name!r} on PYTHONPATH{where}")
 
@@ -465,7 +479,10 @@ def _import_file(path: Path) -> Any:
     folder = str(path.resolve().parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)
-    module = _import_now(path.stem)
+    try:
+        module = _import_now(path.stem)
+    except ModuleNotFoundError as exc:
+        raise SagaDefinitionError(f"saga module {path}: {exc}") from None
     if Path(getattr(module, "__file__", "") or "").resolve() != path.resolve():
         raise SagaDefinitionError(
             f"{path}: a different module named {path.stem!r} is already imported"

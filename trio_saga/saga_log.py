@@ -68,7 +68,9 @@ class SagaLog:
 
     def observe(self, event: Event, seq: int) -> SagaRecord:
         record = self.sagas.get(event.saga_id) or self.started(event.saga_id, "", seq)
-        if event.event_id in record.event_ids:
+        # An event published again (an outbox relayed twice) is the same event; ids need only
+        # be unique per event type, as the participant's inbox sees them.
+        if event.event_id in record.event_ids and _seen(record, event):
             return record
         kind = event.type
         record.types.append(kind)
@@ -89,3 +91,10 @@ class SagaLog:
         for record in self.sagas.values():
             counts[record.status] += 1
         return counts
+
+
+def _seen(record: SagaRecord, event: Event) -> bool:
+    return any(
+        kind == event.type and event_id == event.event_id
+        for kind, event_id in zip(record.types, record.event_ids, strict=True)
+    )

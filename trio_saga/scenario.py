@@ -41,7 +41,7 @@ from typing import Any
 
 import attrs
 
-from faults.base import Decision, Fault
+from faults.base import Decision, Fault, FaultInjector
 from faults.registry import parse_fault
 
 from .errors import SagaError, ScenarioError
@@ -200,7 +200,18 @@ class Scenario:
     def check(self) -> None:
         """Validate what only the saga can judge: its state, its fault names (raises)."""
         self.saga.make_services(self.state)
-        Simulation(orders=(), saga=self.saga, faults=self.fault_plugins())._injector()
+        FaultInjector(faults=self.fault_plugins(), saga=self.saga)
+
+    def with_faults(self, specs: Sequence[str]) -> Scenario:
+        """This scenario with more faults (the command line's --fault), checked."""
+        if not specs:
+            return self
+        more = attrs.evolve(self, faults=(*self.faults, *specs))
+        try:
+            more.check()
+        except SagaError as exc:
+            raise ScenarioError(f"--fault: {exc}") from None
+        return more
 
     @property
     def saga_count(self) -> int:
