@@ -77,6 +77,7 @@ DECISION_VALUES: dict[str, type] = {
     "partition": str,
     "crash_at": int,
     "crash_after_commit": int,
+    "crash_before_commit": int,
 }
 #: The parts of a timed decision's key, which the bus unpacks: (service, direction, start µs,
 #: end µs) and (service, at µs).
@@ -197,6 +198,16 @@ class Fault:
     def on_commit(self, commit: Commit, rng: random.Random) -> Decision | None:
         """A crash right after a commit, before publishing; value is the downtime."""
         return None
+
+    def on_before_commit(self, commit: Commit, rng: random.Random) -> Decision | None:
+        """A crash after a step's effects and before its commit (`commit.produced` is what
+        the step would have committed); value is the downtime. The step is lost."""
+        return None
+
+    def may_strike_before_commit(self, service: str) -> bool:
+        """Whether `on_before_commit` could still answer yes for `service` (the runner then
+        keeps a snapshot of the service's state for the step; otherwise it takes none)."""
+        return False
 
     def bind(self, saga: SagaShape) -> None:
         """Check the fault against the saga it will run on (a service, event or step it names
@@ -462,6 +473,9 @@ class FaultInjector:
                 "net": [f for f in self.faults if type(f).on_transmit is not Fault.on_transmit],
                 "step": [f for f in self.faults if type(f).on_step is not Fault.on_step],
                 "commit": [f for f in self.faults if type(f).on_commit is not Fault.on_commit],
+                "precommit": [
+                    f for f in self.faults if type(f).on_before_commit is not Fault.on_before_commit
+                ],
             }
             replaying = self._replay is not None
             for family_, plugins in self._answering.items():
@@ -527,6 +541,23 @@ class FaultInjector:
         )
         return None if decision is None else int(decision.value)
 
+    def may_crash_before_commit(self, service: str, saga_id: str) -> bool:
+        """Whether a crash before a commit of `service` for `saga_id` could strike now."""
+        if self._replay is not None:
+            return any(
+                family == "precommit" and key[:2] == (service, saga_id)
+                for family, key in self._replay
+            )
+        return any(f.may_strike_before_commit(service) for f in self._plugins("precommit"))
+
+    def crash_before_commit(self, commit: Commit) -> int | None:
+        """Downtime in µs if the service crashes after this step's effects, before its
+        commit (`commit.produced`: what it would have committed)."""
+        decision = self._first(
+            "precommit", commit.key, lambda fault: fault.on_before_commit(commit, self._rng)
+        )
+        return None if decision is None else int(decision.value)
+
     def _first(
         self, family: str, key: Key, ask: Callable[[Fault], Decision | None]
     ) -> Decision | None:
@@ -557,4 +588,6 @@ def _family(kind: str) -> str:
         return "step"
     if kind == "crash_after_commit":
         return "commit"
+    if kind == "crash_before_commit":
+        return "precommit"
     return "net"

@@ -24,6 +24,9 @@ class ForcedFailure(Fault):
     rate: float = attrs.field(default=0.0, validator=probability)
     reason: str | None = None
     _sagas: set[str] = attrs.field(factory=set, init=False)
+    #: saga -> whether the rate struck it: a step that runs again for the same saga (a crash
+    #: before its commit made it) gets the same answer, as a declined card stays declined.
+    _drawn: dict[str, bool] = attrs.field(factory=dict, init=False)
     _default_reason: str = attrs.field(default="", init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -50,7 +53,15 @@ class ForcedFailure(Fault):
     def on_step(self, step: str, saga_id: str, rng: random.Random) -> Decision | None:
         if step != self.step:
             return None
-        if saga_id not in self._sagas and not (self.rate > 0 and rng.random() < self.rate):
+        if saga_id not in self._sagas and not self._struck(saga_id, rng):
             return None
         reason = self.reason or self._default_reason or f"{step}_failed"
         return Decision(kind=self.spec_name, key=(step, saga_id), value=reason)
+
+    def _struck(self, saga_id: str, rng: random.Random) -> bool:
+        if self.rate <= 0:
+            return False
+        struck = self._drawn.get(saga_id)
+        if struck is None:
+            struck = self._drawn[saga_id] = rng.random() < self.rate
+        return struck

@@ -133,7 +133,7 @@ def test_parse_fault(spec: str, expected: Fault) -> None:
         (
             "crash:at=1,when=2",
             "fault spec 'crash:at=1,when=2': unknown parameter 'when'"
-            " (takes service, at, after, downtime, p, times)",
+            " (takes service, at, after, before, downtime, p, times)",
         ),
         ("drop:p", "fault spec 'drop:p': expected key=value, got 'p'"),
         ("drop:=3", "fault spec 'drop:=3': expected key=value, got '=3'"),
@@ -264,13 +264,13 @@ def test_parse_fault(spec: str, expected: Fault) -> None:
         ),
         (
             "crash:service=payment",
-            "fault spec 'crash:service=payment': give exactly one of at=SECONDS or"
-            " after=EVENT_TYPE",
+            "fault spec 'crash:service=payment': give exactly one of at=SECONDS,"
+            " after=EVENT_TYPE or before=EVENT_TYPE|any",
         ),
         (
             "crash:service=payment,at=1,after=PaymentCharged",
             "fault spec 'crash:service=payment,at=1,after=PaymentCharged': give exactly one of"
-            " at=SECONDS or after=EVENT_TYPE",
+            " at=SECONDS, after=EVENT_TYPE or before=EVENT_TYPE|any",
         ),
         (
             "crash:service=payment,at=-1",

@@ -122,6 +122,15 @@ class StepHost(Broker, Protocol):
         """Deliveries a crash took with it (unacknowledged: they will be redelivered)."""
         ...
 
+    def may_crash_before_commit(self, service: str, saga_id: str) -> bool:
+        """Whether a crash could strike `service` between a step's effects and its commit
+        (only then does the step keep a snapshot to undo)."""
+        ...
+
+    def crash_before_commit(self, service: str, saga_id: str, produced: Sequence[Event]) -> bool:
+        """Whether `service` crashes now, after the step's effects and before its commit."""
+        ...
+
 
 def publish_outbox(participant: Participant, broker: Broker) -> None:
     """Hand the broker what the participant's outbox holds; keep what it did not accept."""

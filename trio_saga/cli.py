@@ -39,6 +39,8 @@ Commands:
   replay FILE               re-run a saved run exactly
   redis NAME|PATH           run one scenario for real: a process per service over Redis
                             Streams, kill -9 faults, the same oracle (needs trio-saga[redis])
+  certify [--saga NAME]     every handler under duplicates, swaps and crashes, diffed
+                            against a clean run (exit 1 if anything changed)
 
 Fault specs (for --fault, and in scenario files) look like NAME:key=value,...:
   drop:p=0.1   delay:mean=0.05,dist=exponential   duplicate:p=0.2,copies=2
@@ -169,9 +171,27 @@ def build_parser() -> Parser:
         "--report", metavar="PATH", help="write the matrix and failing seeds as an HTML page"
     )
 
+    explore.add_argument(
+        "--max-replays",
+        type=int,
+        default=10,
+        metavar="N",
+        help="write at most N replay files, one per distinct failure first (default: 10)",
+    )
+
     # -- issue 13: `run.py redis` (trio_saga/redis/command.py) ------------------------------
     _add_redis_parser(commands)
     # -- end issue 13 ---------------------------------------------------------------------
+
+    certify = commands.add_parser(
+        "certify", help="check every handler under duplicates, swaps and crashes"
+    )
+    certify.add_argument(
+        "--saga",
+        metavar="NAME|MODULE:ATTR",
+        default="shop",
+        help="the saga to certify (default: the shop)",
+    )
 
     replay = commands.add_parser("replay", help="re-run a saved run exactly")
     replay.add_argument("file", help="a replay file explore wrote")
@@ -259,6 +279,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .redis.command import redis_command
 
         return redis_command(args)
+    if args.command == "certify":
+        from .certify import certify_command
+
+        return certify_command(args)
     from .explore import replay_command
 
     return replay_command(args)

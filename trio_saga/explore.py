@@ -15,6 +15,7 @@ import functools
 import multiprocessing
 import os
 import pickle
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -40,13 +41,17 @@ from .shrink import (
 )
 from .simulation import SimulationResult, simulate
 from .summary import summarize
-from .swarm import swarm_faults
+from .swarm import swarm_faults, swarm_scenario
 
 DEFAULT_SEEDS = 100
 
 #: Failing seeds shrunk in full; the rest get a replay file with all their decisions, which
 #: replays just as exactly, only without the minimisation.
 MAX_SHRINKS = 20
+
+#: Replay files written by default (each costs a shrink and a full re-run): one per distinct
+#: failure signature first, then more failing seeds in seed order. All are still listed.
+DEFAULT_MAX_REPLAYS = 10
 
 #: Outcome columns of the matrix; the first four count sagas, "violated" counts runs.
 OUTCOME_COLUMNS = ("completed", "compensated", "failed", "stuck", "violated")
@@ -61,6 +66,7 @@ FAMILY = {
     "partition_drop": "partition",
     "crash_after_commit": "crash after commit",
     "crash_at": "crash at a time",
+    "crash_before_commit": "crash before commit",
 }
 ROWS = tuple(dict.fromkeys(FAMILY.values()))
 ALL_RUNS, NO_FAULTS = "all runs", "no faults"
@@ -89,6 +95,19 @@ class RunSummary:
         return bool(self.violations)
 
     @property
+    def invariants(self) -> list[str]:
+        """Every invariant this run broke, in the order the oracle reported them."""
+        return list(dict.fromkeys(v[0] for v in self.violations))
+
+    @property
+    def signature(self) -> tuple[str, str]:
+        """What kind of failure this is: the first invariant and where it broke (its detail
+        with saga names and numbers taken out), so that 190 failing seeds of one bug count
+        as one signature."""
+        invariant, _, detail = self.violations[0]
+        return invariant, re.sub(r"\d+(\.\d+)?", "N", detail)
+
+    @property
     def families(self) -> list[str]:
         """The matrix rows this run belongs to: the fault kinds it actually injected."""
         found = {FAMILY.get(kind, kind) for kind, n in self.fault_counts.items() if n}
@@ -114,8 +133,14 @@ class Job:
             return swarm_faults(seed, max(self.scenario.span, 1.0), self.saga) + self.extra
         return tuple(self.scenario.faults) + self.extra
 
+    def scenario_for(self, seed: int) -> Scenario:
+        """The scenario seed `seed` runs: with swarm, its orders may vary (issue 11)."""
+        if self.swarm:
+            return swarm_scenario(seed, self.scenario, self.saga)
+        return self.scenario
+
     def simulation(self, seed: int, **options: Any) -> Any:
-        return self.scenario.simulation(seed, saga=self.saga, **options)
+        return self.scenario_for(seed).simulation(seed, saga=self.saga, **options)
 
 
 def _with_ref(saga: SagaDefinition) -> SagaDefinition:
@@ -176,9 +201,10 @@ def shrink_run(job: Job, run: RunSummary, *, minimise: bool = True) -> ReplayFil
     invariant = run.violations[0][0]
     decisions: tuple[Decision, ...] | None = run.decisions
     tests, shrunk = 0, False
+    scenario = job.scenario_for(run.seed)
     if minimise:
         found_min = shrink(
-            job.scenario, run.decisions, invariant, saga=job.saga, max_tests=job.max_tests
+            scenario, run.decisions, invariant, saga=job.saga, max_tests=job.max_tests
         )
         tests, shrunk = found_min.tests, found_min.reproduced
         decisions = found_min.decisions
@@ -205,7 +231,7 @@ def shrink_run(job: Job, run: RunSummary, *, minimise: bool = True) -> ReplayFil
         recorded=len(run.decisions),
         tests=tests,
         trace_digest=trace_digest(result),
-        scenario_toml=job.scenario_toml,
+        scenario_toml=job.scenario_toml if scenario is job.scenario else scenario_text(scenario),
     )
 
 
@@ -295,6 +321,7 @@ def explore(
     digests: bool = False,
     shrink_failures: bool = True,
     max_shrinks: int = MAX_SHRINKS,
+    max_replays: int = DEFAULT_MAX_REPLAYS,
     out: str | Path | None = None,
     progress: Callable[[Progress], None] | None = None,
 ) -> ExploreResult:
@@ -309,6 +336,8 @@ def explore(
         scenario = Scenario.load(scenario)
     if jobs < 1:
         raise SagaError("--jobs must be at least 1")
+    if max_replays < 0:
+        raise SagaError("--max-replays must not be negative")
     job = Job(
         scenario=scenario,
         swarm=swarm,
@@ -336,7 +365,8 @@ def explore(
         result = _explore(job, pool, jobs, seed_list, first_seed, time_budget, progress)
         if shrink_failures and result.failing:
             started = time.perf_counter()
-            result.replays = _shrink_all(job, pool, result.failing, max_shrinks)
+            chosen = replay_choice(result.failing, max_replays)
+            result.replays = _shrink_all(job, pool, chosen, max_shrinks)
             result.shrink_s = time.perf_counter() - started
             if out is not None:
                 result.paths = save_replays(result.replays, Path(out), scenario.name, swarm)
@@ -446,6 +476,19 @@ def _chunks(seed_list: list[int] | None, first_seed: int, jobs: int) -> Iterator
             yield seed_list[start : start + size]
 
 
+def replay_choice(failing: Sequence[RunSummary], limit: int) -> list[RunSummary]:
+    """The failing runs that get a replay file: the first of each distinct signature, then
+    the rest in seed order, `limit` in all."""
+    firsts: list[RunSummary] = []
+    seen: set[tuple[str, str]] = set()
+    for run in failing:
+        if run.signature not in seen:
+            seen.add(run.signature)
+            firsts.append(run)
+    rest = [r for r in failing if r not in firsts]
+    return sorted((firsts + rest)[:limit], key=lambda r: r.seed)
+
+
 def _shrink_all(
     job: Job, pool: cf.Executor | None, failing: list[RunSummary], max_shrinks: int
 ) -> dict[int, ReplayFile]:
@@ -551,6 +594,11 @@ def format_explore(result: ExploreResult) -> str:
         lines.append("result     PASS: no invariant violated")
         return "\n".join(lines)
     lines.append(f"result     FAIL: {len(failing)} of {runs} runs violated an invariant")
+    signatures = dict.fromkeys(run.signature for run in failing)
+    lines.append(
+        f"signatures {len(signatures)} distinct; replay files for {len(result.replays)}"
+        f" of the {len(failing)} failing seeds"
+    )
     for run in failing:
         invariant, saga, detail = run.violations[0]
         where = f" {saga}" if saga else ""
@@ -559,7 +607,13 @@ def format_explore(result: ExploreResult) -> str:
             f"  seed {run.seed}: invariant {number_of(result.saga, invariant)} ({invariant})"
             f"{where}: {detail}{more}"
         )
+        others = run.invariants[1:]
+        if others:
+            shown = ", ".join(f"{number_of(result.saga, n)} ({n})" for n in others)
+            lines.append(f"    also violated: {shown}")
         replay = result.replays.get(run.seed)
+        if replay is None and result.replays:
+            lines.append("    no replay file (over --max-replays; re-run this seed to get one)")
         if replay is not None:
             if replay.shrunk and replay.decisions is not None:
                 kinds = ", ".join(sorted({d.kind for d in replay.decisions})) or "no faults"
@@ -646,6 +700,7 @@ def explore_command(args: argparse.Namespace) -> int:
             swarm=args.swarm,
             faults=args.extra_faults,
             out=args.out,
+            max_replays=args.max_replays,
             progress=bar,
         )
     except RunCrashed as exc:

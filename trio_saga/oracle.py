@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from .participant import Participant
+from .participant import Participant, World
 from .saga import (
     EVERY_SAGA_ENDS,
     NO_EFFECT_WITHOUT_CAUSE,
@@ -41,6 +41,9 @@ class FinishedRun:
     participants: Mapping[str, Participant]
     #: Saga ids the run was asked to start, in order.
     ordered: Sequence[str] = ()
+    #: The outside world: every effect the handlers had (a gateway's charges), which the
+    #: saga's own checks count (issue 11).
+    world: World = attrs.field(factory=World)
 
     def service(self, name: str) -> Any:
         """The final state of service `name`, or None if the run has no such service."""
@@ -96,13 +99,17 @@ def check(
     saga_log: SagaLog,
     participants: Mapping[str, Participant],
     ordered: Sequence[str] = (),
+    world: World | None = None,
 ) -> list[Violation]:
     """Every violation in a quiet system (see `judge`)."""
-    return list(
-        judge(
-            FinishedRun(saga=saga, saga_log=saga_log, participants=participants, ordered=ordered)
-        ).violations
+    run = FinishedRun(
+        saga=saga,
+        saga_log=saga_log,
+        participants=participants,
+        ordered=ordered,
+        world=world if world is not None else World(),
     )
+    return list(judge(run).violations)
 
 
 def check_saga(saga: SagaDefinition, record: SagaRecord) -> list[Violation]:

@@ -137,6 +137,12 @@ class SagaDefinition:
     checks: tuple[Check, ...] = attrs.field(default=(), converter=_checks)
     participant: Callable[[Any], Any] | None = None
     description: str = ""
+    #: Order field -> values a swarm run may give it instead of the scenario's (issue 11: a
+    #: refund of the wrong amount only shows when amounts differ). Empty: orders never vary.
+    order_variants: Mapping[str, tuple[Any, ...]] = attrs.field(factory=dict)
+    #: Differences `run.py certify` accepts: patterns `service.Handler:perturbation`
+    #: (fnmatch-style, e.g. "payment.*:swap").
+    allowed_differences: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     #: How this definition is found again (`module:attribute`), recorded in replay files.
     ref: str | None = attrs.field(default=None, eq=False)
 

@@ -45,6 +45,9 @@ V1_INVARIANTS = {
 #: How many replays one shrink may run. ddmin needs O(n log n) tests on friendly inputs and
 #: O(n^2) at worst; after the saga and kind passes n is small, so this is rarely reached.
 MAX_TESTS = 400
+#: How many of a run's violating sagas the focus pass starts from (each then gets its own
+#: kinds pass and ddmin, within the one budget of MAX_TESTS replays).
+MAX_FOCUS = 4
 
 
 class ReplayError(SagaError):
@@ -144,12 +147,12 @@ def shrink(
     max_tests: int = MAX_TESTS,
 ) -> ShrinkResult:
     """The smallest subset of `decisions` (in their order) whose replay still violates
-    `invariant`: first keep only the decisions of the sagas that broke it, then drop whole
-    kinds of decision, then ddmin what is left."""
+    `invariant`: for each saga that broke it, keep only that saga's decisions (and the timed
+    ones), drop whole kinds of decision, then ddmin what is left; the smallest result wins."""
     recorded = tuple(decisions)
     cache: dict[tuple[int, ...], bool] = {}
     position = {id(d): i for i, d in enumerate(recorded)}
-    found: dict[tuple[int, ...], Violation] = {}
+    found: dict[tuple[int, ...], list[Violation]] = {}
 
     def fails(subset: list[Decision]) -> bool:
         key = tuple(position[id(d)] for d in subset)
@@ -158,47 +161,73 @@ def shrink(
         if len(cache) >= max_tests:
             raise _Budget
         sim = scenario.simulation(decisions=subset, saga=saga, keep_trace=False)
-        violation = violation_of(simulate(sim), invariant)
-        cache[key] = violation is not None
-        if violation is not None:
-            found[key] = violation
-        return violation is not None
+        violations = [v for v in simulate(sim).violations if v.invariant == invariant]
+        cache[key] = bool(violations)
+        if violations:
+            found[key] = violations
+        return bool(violations)
 
-    passes: list[str] = []
-    current = list(recorded)
-    try:
-        if not fails(current):
-            return ShrinkResult(
-                decisions=recorded,
-                invariant=invariant,
-                violation=None,
-                recorded=len(recorded),
-                tests=len(cache),
-                passes=("the full replay does not reproduce the violation",),
-            )
-        sagas = {found[tuple(range(len(recorded)))].saga_id} - {None}
-        if sagas:
-            focused = [d for d in current if decision_saga(d) in sagas | {None}]
-            if len(focused) < len(current) and fails(focused):
-                current = focused
-            passes.append(f"saga {', '.join(sorted(s for s in sagas if s))}: {len(current)}")
+    def kinds(current: list[Decision]) -> list[Decision]:
+        """Drop whole kinds of decision, the most frequent first."""
         by_count: dict[str, int] = {}
         for d in current:
             by_count[d.kind] = by_count.get(d.kind, 0) + 1
-        for kind in sorted(by_count, key=lambda k: (-by_count[k], k)):
-            without = [d for d in current if d.kind != kind]
-            if len(without) < len(current) and fails(without):
-                current = without
-        passes.append(f"kinds: {len(current)}")
+        try:
+            for kind in sorted(by_count, key=lambda k: (-by_count[k], k)):
+                without = [d for d in current if d.kind != kind]
+                if len(without) < len(current) and fails(without):
+                    current = without
+        except _Budget:
+            pass
+        return current
+
+    passes: list[str] = []
+    full = list(recorded)
+    try:
+        reproduced = fails(full)
     except _Budget:
-        pass
-    current = ddmin(current, fails)
-    passes.append(f"ddmin: {len(current)}")
-    key = tuple(position[id(d)] for d in current)
+        reproduced = False
+    if not reproduced:
+        return ShrinkResult(
+            decisions=recorded,
+            invariant=invariant,
+            violation=None,
+            recorded=len(recorded),
+            tests=len(cache),
+            passes=("the full replay does not reproduce the violation",),
+        )
+    # Every saga that broke the invariant is a place to start (issue 11): one saga's failure
+    # may need other sagas' decisions (they compete for stock) while another's needs none.
+    # The focus on each, smallest first, then kinds, then ddmin; the smallest result wins.
+    sagas = list(dict.fromkeys(v.saga_id for v in found[tuple(range(len(recorded)))]))
+    focused_on = {
+        s: [d for d in full if decision_saga(d) in (s, None)] for s in sagas if s is not None
+    }
+    starts = sorted(focused_on, key=lambda s: (len(focused_on[s]), s))[:MAX_FOCUS]
+    best: list[Decision] | None = None
+    for saga_id in starts:
+        focused = focused_on[saga_id]
+        try:
+            if not (len(focused) < len(full) and fails(focused)):
+                continue
+        except _Budget:
+            break
+        reduced = ddmin(kinds(focused), fails)
+        passes.append(f"saga {saga_id}: {len(focused)} -> {len(reduced)}")
+        if best is None or len(reduced) < len(best):
+            best = reduced
+        if len(best) <= 1:
+            break
+    if best is None:
+        best = ddmin(kinds(full), fails)
+        passes.append(f"all sagas: {len(best)}")
+    passes.append(f"ddmin: {len(best)}")
+    key = tuple(position[id(d)] for d in best)
+    violations = found.get(key)
     return ShrinkResult(
-        decisions=tuple(current),
+        decisions=tuple(best),
         invariant=invariant,
-        violation=found.get(key),
+        violation=violations[0] if violations else None,
         recorded=len(recorded),
         tests=len(cache),
         passes=tuple(passes),

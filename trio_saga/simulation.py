@@ -29,7 +29,7 @@ from faults.forced import ForcedFailure
 from .broker import BusConfig
 from .errors import FaultSpecError, HandlerError, SagaError
 from .oracle import FinishedRun, Verdict, judge
-from .participant import Participant
+from .participant import Participant, World
 from .saga import SagaDefinition, Violation
 from .saga_log import SagaLog
 from .shop import SHOP
@@ -77,6 +77,7 @@ class SimulationResult:
     violations: list[Violation]
     verdict: Verdict
     virtual_us: int
+    world: World = attrs.field(factory=World)
     wall_s: float = 0.0
     stopped_early: bool = False
 
@@ -193,6 +194,7 @@ class Simulation:
                     saga_log=bus.saga_log,
                     participants=bus.participants,
                     ordered=[order.saga_id for order in self.orders],
+                    world=bus.world,
                 )
             )
             return SimulationResult(
@@ -205,6 +207,7 @@ class Simulation:
                 violations=list(verdict.violations),
                 verdict=verdict,
                 virtual_us=bus.now,
+                world=bus.world,
                 wall_s=time.perf_counter() - wall,
                 stopped_early=not bus.quiet,
             )

@@ -9,6 +9,11 @@ partition that drops everything leaves no duplicate to mishandle). Swarm testing
 each run its own random subset of the features, each at its own strength. Here a feature is a
 fault kind; `swarm_faults(seed, span)` draws the subset and the parameters and returns them as
 ordinary fault specs, which the explore report and the replay file record.
+
+Orders are a feature too (`swarm_scenario`): a saga that declares `order_variants` (the shop:
+quantities and amounts) gets, on half the seeds, each saga's fields drawn from them, so that a
+refund of the wrong amount differs from the right one. The varied scenario is an ordinary
+scenario (one group per saga), which the replay file embeds.
 """
 
 from __future__ import annotations
@@ -16,9 +21,12 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+import attrs
+
 from faults import FaultInjector, parse_fault
 
 from .saga import SagaDefinition
+from .scenario import SagaGroup, Scenario
 from .shop import SHOP
 
 #: The chance that a seed turns a kind on. One half is the paper's choice: it maximises the
@@ -80,6 +88,17 @@ def _crash_after(rng: random.Random, span: float, saga: SagaDefinition) -> str:
     )
 
 
+def _crash_before(rng: random.Random, span: float, saga: SagaDefinition) -> str:
+    # A crash after a step's effects and before its commit: the step runs again.
+    service, before = rng.choice(crash_points(saga))
+    if rng.random() < 0.25:
+        before = "any"
+    return (
+        f"crash:service={service},before={before},downtime={_num(rng.uniform(0.1, 3.0))},"
+        f"p={_num(rng.uniform(0.05, 1.0))},times={rng.randint(1, 3)}"
+    )
+
+
 def _crash_at(rng: random.Random, span: float, saga: SagaDefinition) -> str:
     service = rng.choice(saga.service_names)
     at, downtime = rng.uniform(0.0, span), rng.uniform(0.1, 3.0)
@@ -105,6 +124,7 @@ FEATURES: tuple[tuple[str, Draw], ...] = (
     ("partition", _partition),
     ("crash_after_commit", _crash_after),
     ("crash_at", _crash_at),
+    ("crash_before_commit", _crash_before),
 )
 
 
@@ -126,3 +146,32 @@ def swarm_faults(seed: int, span: float = 5.0, saga: SagaDefinition = SHOP) -> t
     FaultInjector(faults=[parse_fault(spec) for spec in specs], saga=saga)  # a bad draw is a
     # bug here, not in the run it would spoil
     return specs
+
+
+def swarm_scenario(seed: int, scenario: Scenario, saga: SagaDefinition) -> Scenario:
+    """`scenario` with its orders varied for swarm seed `seed` (on half the seeds, when the
+    saga declares `order_variants`): one group per saga, each field drawn from its variants.
+    Otherwise the scenario itself."""
+    variants = {k: v for k, v in saga.order_variants.items() if v}
+    if not variants:
+        return scenario
+    rng = random.Random(f"trio-saga swarm orders {seed}")
+    if rng.random() >= P_ON:
+        return scenario
+    groups: list[SagaGroup] = []
+    for group in scenario.groups:
+        for i in range(group.count):
+            fields = dict(group.fields)
+            for name, values in sorted(variants.items()):
+                value = rng.choice(values)
+                if value is None:
+                    fields.pop(name, None)
+                else:
+                    fields[name] = value
+            saga.check_order(fields)  # a bad variant is a bug of the definition
+            groups.append(
+                SagaGroup(
+                    count=1, start=group.start + i * group.every, fail=group.fail, fields=fields
+                )
+            )
+    return attrs.evolve(scenario, groups=tuple(groups), expect=None)

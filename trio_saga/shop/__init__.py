@@ -42,6 +42,8 @@ SHOP = SagaDefinition(
         ),
     ),
     services=shop_services,
+    # Quantities and amounts a swarm run may order (None: the list price times the quantity).
+    order_variants={"quantity": (1, 2, 3, 7), "amount": (None, 0.01, 12.5, 99.99, 1234.0)},
     checks=(Check(name=STOCK, run=stock_is_conserved), Check(name=MONEY, run=money_is_conserved)),
     ref="trio_saga.shop:SHOP",
 )

@@ -1,9 +1,10 @@
 """The shop saga's own invariants (DESIGN §4, 4 and 5): stock and money are conserved.
 
 This module owns what conservation means for the shop. It reads only the finished run (the
-saga log and the services' final state) and must never change either. A check returns None
-when the system under test has no such service (a user replaced inventory with a class of
-their own): the summary then shows it as not applicable, never as passed.
+saga log, the services' final state and the outside world's effects) and must never change
+any. Money is counted where it really moves: at the card gateway (DESIGN §4, 5). A check
+returns None when the system under test has no such service (a user replaced inventory with a
+class of their own): the summary then shows it as not applicable, never as passed.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections import Counter
 
 from ..oracle import FinishedRun
 from ..saga import Violation
-from .services import Inventory, PaymentService
+from .services import GATEWAY, Inventory, PaymentService
 
 STOCK = "stock is conserved"
 MONEY = "money is conserved"
@@ -59,7 +60,6 @@ def money_is_conserved(run: FinishedRun) -> list[Violation] | None:
     if not isinstance(payment, PaymentService):
         return None
     found: list[Violation] = []
-    completed_cents = 0
     for record in run.saga_log:
         counts = Counter(record.types)
         for kind, what in (("PaymentCharged", "charged"), ("PaymentRefunded", "refunded")):
@@ -72,23 +72,71 @@ def money_is_conserved(run: FinishedRun) -> list[Violation] | None:
                         detail=f"{what} {counts[kind]} times",
                     )
                 )
-        charge = payment.payments.get(record.saga_id)
-        if record.status == "completed" and charge is not None:
-            completed_cents += charge.amount_cents
-    net = payment.charged_cents - payment.refunded_cents
+    # What the gateway did, not what the payment service believes it did (a crash may have
+    # wiped what it believed).
+    charges = run.world.applied(GATEWAY, "charge")
+    refunds = run.world.applied(GATEWAY, "refund")
+    if not charges and payment.charged_cents:
+        # A runner that keeps no outside world (the Redis runtime records no effects): judge
+        # by the service's books rather than pass an empty gateway.
+        return found + _books(payment, run)
+    for kind, effects in (("charged", charges), ("refunded", refunds)):
+        per_saga = Counter(e.saga_id for e in effects)
+        for saga_id, times in sorted(per_saga.items()):
+            if times > 1:
+                known = run.saga_log.get(saga_id)
+                found.append(
+                    Violation(
+                        invariant=MONEY,
+                        saga_id=saga_id,
+                        evidence=() if known is None else known.evidence,
+                        detail=f"{kind} {times} times at the gateway",
+                    )
+                )
+    first_charge: dict[str, int] = {}
+    for effect in charges:
+        first_charge.setdefault(effect.saga_id, int(effect.param("amount_cents", 0)))
+    completed_cents = sum(
+        first_charge.get(r.saga_id, 0) for r in run.saga_log if r.status == "completed"
+    )
+    charged = sum(int(e.param("amount_cents", 0)) for e in charges)
+    refunded = sum(int(e.param("amount_cents", 0)) for e in refunds)
+    net = charged - refunded
     if net != completed_cents:
         found.append(
             Violation(
                 invariant=MONEY,
                 saga_id=None,
                 detail=(
-                    f"charged {_money(payment.charged_cents)}"
-                    f" - refunded {_money(payment.refunded_cents)} = {_money(net)},"
-                    f" but completed sagas account for {_money(completed_cents)}"
+                    f"the gateway charged {_money(charged)} - refunded {_money(refunded)}"
+                    f" = {_money(net)}, but completed sagas account for {_money(completed_cents)}"
                 ),
             )
         )
     return found
+
+
+def _books(payment: PaymentService, run: FinishedRun) -> list[Violation]:
+    completed_cents = sum(
+        charge.amount_cents
+        for record in run.saga_log
+        if record.status == "completed"
+        and (charge := payment.payments.get(record.saga_id)) is not None
+    )
+    net = payment.charged_cents - payment.refunded_cents
+    if net == completed_cents:
+        return []
+    return [
+        Violation(
+            invariant=MONEY,
+            saga_id=None,
+            detail=(
+                f"charged {_money(payment.charged_cents)} - refunded"
+                f" {_money(payment.refunded_cents)} = {_money(net)}, but completed sagas"
+                f" account for {_money(completed_cents)}"
+            ),
+        )
+    ]
 
 
 def _money(cents: int) -> str:

@@ -2,7 +2,9 @@
 event. Each is a plain class, event in -> state change and events out.
 
 This module must never import trio, read a clock, draw a random number or do I/O; the time and
-any forced failure arrive in the `StepContext`. Each service keeps one small record per saga,
+any forced failure arrive in the `StepContext`, and the outside world (the card gateway, the
+carrier) is reached only through `ctx.effects`, with an idempotency key per saga, so a step that
+a crash makes run twice charges and ships once. Each service keeps one small record per saga,
 and that record is the guard against events that arrive twice or out of order: a step already
 decided is never decided again, so there is no charge after a release, no shipment after a
 refund and no second charge for a redelivery.
@@ -178,6 +180,11 @@ class Payment:
     payment_id: str | None
     amount_cents: int
     status: str  # "charged" | "failed" | "refunded"
+    charge_id: str | None = None  # the gateway's answer to the charge
+
+
+#: The outside systems the shop reaches (through `ctx.effects`).
+GATEWAY, CARRIER = "gateway", "carrier"
 
 
 @attrs.define
@@ -199,6 +206,14 @@ class PaymentService:
             return self.refund(event, ctx)
         return ()
 
+    def charge_key(self, saga_id: str) -> str | None:
+        """The idempotency key of a saga's charge: the gateway charges a key once, however
+        often a crash makes this step run."""
+        return f"charge-{saga_id}"
+
+    def refund_key(self, saga_id: str) -> str | None:
+        return f"refund-{saga_id}"
+
     def charge(self, event: InventoryReserved, ctx: StepContext) -> Sequence[Event]:
         saga_id = event.saga_id
         if saga_id in self.payments:
@@ -217,12 +232,15 @@ class PaymentService:
                     reason=reason,
                 ),
             )
+        charge_id = ctx.effects.call(
+            GATEWAY, "charge", key=self.charge_key(saga_id), amount_cents=amount
+        )
         self.funds_cents -= amount
         self.charged_cents += amount
         self.payments_made += 1
         payment_id = f"p{self.payments_made}"
         self.payments[saga_id] = Payment(
-            payment_id=payment_id, amount_cents=amount, status="charged"
+            payment_id=payment_id, amount_cents=amount, status="charged", charge_id=charge_id
         )
         return (
             PaymentCharged(
@@ -238,6 +256,13 @@ class PaymentService:
         payment = self.payments.get(event.saga_id)
         if payment is None or payment.status != "charged" or payment.payment_id is None:
             return ()  # no refund without a charge, never twice
+        ctx.effects.call(
+            GATEWAY,
+            "refund",
+            key=self.refund_key(event.saga_id),
+            amount_cents=payment.amount_cents,
+            charge=payment.charge_id,
+        )
         payment.status = "refunded"
         self.funds_cents += payment.amount_cents
         self.refunded_cents += payment.amount_cents
@@ -261,6 +286,7 @@ class ShippingService:
 
     name: ClassVar[str] = "shipping"
     shipments: dict[str, str | None] = attrs.field(factory=dict)  # saga -> shipment id or None
+    labels: dict[str, str] = attrs.field(factory=dict)  # saga -> the carrier's label
     shipments_made: int = 0
     ids: EventIds = attrs.field(factory=lambda: EventIds("shp"))
 
@@ -279,6 +305,7 @@ class ShippingService:
                     reason=reason,
                 ),
             )
+        self.labels[saga_id] = ctx.effects.call(CARRIER, "ship", key=f"ship-{saga_id}")
         self.shipments_made += 1
         shipment_id = f"s{self.shipments_made}"
         self.shipments[saga_id] = shipment_id

@@ -18,7 +18,7 @@ from faults.base import Commit, FaultInjector
 
 from ..broker import RELAY_OUTBOX, Batch, BusConfig, Delivery, Payload, publish_outbox
 from ..events import Accepted, Event, Refused
-from ..participant import Participant, Reply, StepContext
+from ..participant import Effect, Participant, Reply, StepContext, World
 from ..saga import SagaDefinition
 from ..saga_log import SagaLog
 from ..trace import US, Trace
@@ -82,6 +82,8 @@ class SimBroker:
         self._context_at = -1
         self._backoffs = [self.config.backoff(attempt) for attempt in range(1, 33)]
         self._context = StepContext(timestamp=0)
+        #: The outside world the handlers' effects reach: it survives every crash.
+        self.world = World(listener=self._effect)
 
     @property
     def down(self) -> set[str]:
@@ -209,6 +211,7 @@ class SimBroker:
     def restart(self, service: str) -> None:
         self.network.down.discard(service)
         self.trace.add(self.now, "restart", service)
+        self.participants[service].restarted()  # its restart() hook rebuilds volatile state
         self._want_relay(service, self.now)
 
     def relay(self, service: str) -> None:
@@ -226,6 +229,7 @@ class SimBroker:
         if service in down or service not in self.participants:
             return
         down.add(service)
+        self.participants[service].crashed()  # its volatile state is gone
         self._batches.pop(service, None)
         self.trace.add(self.now, "crash", service, saga, info=info or f"down {downtime_us / US:g}s")
         self._crashes.append((service, downtime_us))
@@ -359,7 +363,9 @@ class SimBroker:
         if self._context_at != self.now:
             self._context_at = self.now
             self._context = StepContext(
-                timestamp=self.timestamp(self.now), forced_failure=self.forced_failure
+                timestamp=self.timestamp(self.now),
+                forced_failure=self.forced_failure,
+                effects=self.world,
             )
         return self._context
 
@@ -408,6 +414,36 @@ class SimBroker:
             f"after committing {produced[0].type}, before publishing",
             saga=saga_id,
         )
+        return True
+
+    # -- effects and the crash before a commit ----------------------------------------------
+
+    def _effect(self, effect: Effect) -> None:
+        self.trace.add(
+            self.now,
+            "effect",
+            effect.service,
+            effect.saga_id,
+            f"{effect.system}.{effect.action}",
+            effect.key or "",
+            effect.describe(),
+        )
+
+    def may_crash_before_commit(self, service: str, saga_id: str) -> bool:
+        return self.injector.answers.get("precommit", False) and (
+            self.injector.may_crash_before_commit(service, saga_id)
+        )
+
+    def crash_before_commit(self, service: str, saga_id: str, produced: Sequence[Event]) -> bool:
+        commit = Commit(
+            service=service, saga_id=saga_id, produced=tuple(e.type for e in produced), now=self.now
+        )
+        downtime = self.injector.crash_before_commit(commit)
+        if downtime is None:
+            return False
+        self.network.count("crash_before_commit")
+        what = produced[0].type if produced else "nothing"
+        self.crash(service, downtime, f"after its effects, before committing {what}", saga=saga_id)
         return True
 
     def lost(self, service: str, deliveries: Sequence[Delivery]) -> None:
