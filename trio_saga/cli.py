@@ -100,6 +100,14 @@ def build_parser() -> Parser:
     budget.add_argument("--seeds", type=int, default=None)
     budget.add_argument("--time", type=float, default=None, metavar="SECONDS")
     explore.add_argument("--jobs", type=int, default=1)
+    explore.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        default=None,
+        help="run on Dask workers instead of --jobs processes (same results): local:N starts"
+        " N worker processes here, tcp://HOST:PORT uses a running `dask scheduler`;"
+        " needs the [cluster] extra",
+    )
     explore.add_argument("--swarm", action="store_true")
     explore.add_argument("--first-seed", type=int, default=0)
     explore.add_argument(
@@ -157,6 +165,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return scenario_command(args)
     if args.command == "explore":
         from .explore import explore_command
+
+        if args.cluster is not None and args.jobs != 1:
+            raise SagaError("--cluster and --jobs cannot be combined: the workers are the jobs")
 
         return explore_command(args)
     from .explore import replay_command

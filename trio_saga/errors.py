@@ -21,3 +21,8 @@ class FaultSpecError(SagaError):
 
 class ScenarioError(SagaError):
     """An unknown scenario or a scenario file that does not validate."""
+
+
+class ClusterError(SagaError):
+    """explore --cluster: a scheduler that cannot be reached, a worker that runs other code or
+    versions than the client, or a cluster that gave up on a task."""

@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
@@ -39,6 +39,9 @@ from .shrink import (
 from .simulation import SimulationResult, simulate
 from .summary import summarize
 from .swarm import swarm_faults
+
+if TYPE_CHECKING:
+    from .cluster import ClusterPool
 
 EXIT_OK, EXIT_VIOLATED, EXIT_USAGE = 0, 1, 2
 
@@ -229,6 +232,22 @@ def _shrink_task(run: RunSummary, minimise: bool) -> ReplayFile:
     return shrink_run(_JOB, run, minimise=minimise)
 
 
+def _cluster_pool(address: str, job: Job) -> ClusterPool:
+    """The Dask backend (trio_saga/cluster.py), imported only here: it needs the optional
+    [cluster] extra, which the simulation does without."""
+    try:
+        from .cluster import ClusterPool
+    except ImportError as exc:
+        if exc.name not in ("distributed", "dask") and not str(exc.name).startswith(
+            ("distributed.", "dask.")
+        ):
+            raise
+        raise SagaError(
+            "--cluster needs Dask distributed: pip install 'trio-saga[cluster]'"
+        ) from None
+    return ClusterPool(address, initializer=_init_worker, initargs=(job,))
+
+
 def _pool(jobs: int, job: Job) -> cf.Executor:
     # spawn: a worker starts from a clean interpreter, so nothing the parent did (trio's
     # state, an open nursery, a pytest plugin) leaks into a run; the job is pickled once.
@@ -288,10 +307,14 @@ def explore(
     max_shrinks: int = MAX_SHRINKS,
     out: str | Path | None = None,
     progress: Callable[[Progress], None] | None = None,
+    cluster: str | None = None,
 ) -> ExploreResult:
     """Run many seeds of `scenario` (`seeds` of them from `first_seed`, an explicit list, or
     as many as fit in `time_budget` seconds) in `jobs` processes, then shrink each failure and,
     with `out`, save its replay file there.
+
+    With `cluster` (`local:N` or `tcp://HOST:PORT`, a Dask scheduler) the runs go to Dask
+    workers instead of `jobs` processes, with the same results.
 
     `services` and `participant` plug in another system (tests use them for planted bugs);
     they must be module-level callables. With `digests` every run carries its trace digest.
@@ -320,7 +343,14 @@ def explore(
             seed_list = list(range(first_seed, first_seed + seeds))
         else:
             seed_list = list(seeds)
-    pool = _pool(jobs, job) if jobs > 1 else None
+    pool: cf.Executor | None = None
+    if cluster is not None:  # -- issue 14: a Dask cluster instead of local processes --
+        if jobs != 1:
+            raise SagaError("--cluster and --jobs cannot be combined: the workers are the jobs")
+        pool = _cluster_pool(cluster, job)
+        jobs = pool.workers
+    elif jobs > 1:
+        pool = _pool(jobs, job)
     try:
         result = _explore(job, pool, jobs, seed_list, first_seed, time_budget, progress)
         if shrink_failures and result.failing:
@@ -364,7 +394,13 @@ def _explore(
     def out_of_time() -> bool:
         return budget is not None and time.perf_counter() - started >= budget
 
-    chunks = _chunks(seed_list, first_seed, jobs)
+    # issue 14: a cluster pool sizes its own chunks (about a second of work each).
+    own_chunks = getattr(pool, "chunks", None)
+    chunks: Iterator[list[int]] = (
+        _chunks(seed_list, first_seed, jobs)
+        if own_chunks is None
+        else own_chunks(seed_list, first_seed)
+    )
     if pool is None:
         for chunk in chunks:
             if out_of_time():
@@ -610,6 +646,7 @@ def explore_command(args: argparse.Namespace) -> int:
             swarm=args.swarm,
             out=args.out,
             progress=bar,
+            cluster=args.cluster,
         )
     except RunCrashed as exc:
         print(f"run.py: error: {exc}", file=sys.stderr)
