@@ -33,7 +33,15 @@ from trio_saga.cluster import (
     versions,
 )
 from trio_saga.errors import ClusterError
-from trio_saga.explore import Job, Progress, _init_worker, _run_chunk, explore
+from trio_saga.explore import (
+    Job,
+    Progress,
+    RunCrashed,
+    _init_worker,
+    _run_chunk,
+    explore,
+    format_explore,
+)
 from trio_saga.scenario import Scenario
 
 REPO = Path(__file__).resolve().parent.parent
@@ -95,23 +103,29 @@ def free_port() -> int:
 # -- the same results --------------------------------------------------------------------------
 
 
-def test_local2_prints_what_two_jobs_print_over_200_chaos_swarm_seeds(tmp_path: Path) -> None:
-    common = ("explore", "--scenario", "chaos", "--seeds", "200", "--swarm")
-    shipped = {"TRIO_SAGA_SCENARIOS": None}  # chaos is one of the repository's scenarios
-    jobs = run_py(*common, "--jobs", "2", "--out", str(tmp_path / "jobs"), **shipped)
-    dask = run_py(*common, "--cluster", "local:2", "--out", str(tmp_path / "dask"), **shipped)
-    assert jobs.returncode in (0, 1), jobs.stderr
-    assert dask.returncode == jobs.returncode, dask.stderr
-    assert "explore chaos: 200 runs" in jobs.stdout
-    assert "2 jobs" in dask.stdout
-    assert without_timing(dask.stdout.replace(str(tmp_path / "dask"), "OUT")) == without_timing(
-        jobs.stdout.replace(str(tmp_path / "jobs"), "OUT")
-    )
-    assert "Traceback" not in dask.stderr
-    files = sorted(p.name for p in (tmp_path / "jobs").glob("*.json"))
-    assert files == sorted(p.name for p in (tmp_path / "dask").glob("*.json"))
-    for name in files:
-        assert (tmp_path / "dask" / name).read_bytes() == (tmp_path / "jobs" / name).read_bytes()
+def test_the_cluster_gives_the_runs_and_output_of_two_jobs_over_200_chaos_swarm_seeds(
+    cluster: distributed.LocalCluster,
+) -> None:
+    jobs = explore(CHAOS, 200, 2, swarm=True, digests=True)
+    dask = explore(CHAOS, 200, swarm=True, digests=True, cluster=cluster.scheduler_address)
+    assert [run.seed for run in dask.runs] == list(range(200))
+    # Counts, fault mixes, violations, decisions and the digest of every run's whole trace.
+    assert dask.runs == jobs.runs
+    assert dask.replays == jobs.replays
+    assert dask.jobs == 2
+    assert without_timing(format_explore(dask)) == without_timing(format_explore(jobs))
+    assert len({run.faults for run in dask.runs}) > 150  # swarm: each seed its own mix
+
+
+def test_run_py_cluster_local2_prints_what_jobs_2_prints(tmp_path: Path) -> None:
+    common = ("explore", "--scenario", "retries", "--seeds", "40", "--swarm")
+    jobs = run_py(*common, "--jobs", "2", "--out", str(tmp_path / "jobs"))
+    dask = run_py(*common, "--cluster", "local:2", "--out", str(tmp_path / "dask"))
+    assert jobs.returncode == 0, jobs.stderr
+    assert dask.returncode == 0, dask.stderr
+    assert "explore retries: 40 runs (400 sagas) with swarm fault mixes, 2 jobs" in dask.stdout
+    assert without_timing(dask.stdout) == without_timing(jobs.stdout)
+    assert dask.stderr == ""  # no Dask log lines or warnings on the user's terminal
 
 
 def test_a_planted_bug_is_found_and_shrunk_to_the_same_replay_files(
@@ -156,6 +170,22 @@ def test_a_time_budget_and_the_progress_reports_work_on_the_cluster(
     assert all(p.total is None and p.budget_s == 1.0 for p in seen)
 
 
+def test_a_handler_that_raises_names_the_seed_as_with_jobs(
+    cluster: distributed.LocalCluster,
+) -> None:
+    # Every seed raises; which one is reported first depends on which worker answers first.
+    with pytest.raises(
+        RunCrashed,
+        match=r"^seed [0-3] of retries: the run raised KeyError: 'no carrier for saga-3'",
+    ):
+        explore(
+            "retries",
+            4,
+            services=planted_bugs.exploding_services,
+            cluster=cluster.scheduler_address,
+        )
+
+
 # -- faults of the cluster itself --------------------------------------------------------------
 
 
@@ -172,10 +202,10 @@ def test_a_worker_killed_mid_run_loses_nothing(
             os.kill(victim, signal.SIGKILL)
             killed.append(progress.done)
 
-    reference = explore(CHAOS, 24, swarm=True, digests=True, shrink_failures=False)
+    reference = explore("retries", 160, swarm=True, digests=True, shrink_failures=False)
     result = explore(
-        CHAOS,
-        24,
+        "retries",
+        160,
         swarm=True,
         digests=True,
         shrink_failures=False,
@@ -183,8 +213,8 @@ def test_a_worker_killed_mid_run_loses_nothing(
         progress=kill_once,
     )
     assert killed, "the worker was never killed"
-    assert killed[0] < 24
-    assert [run.seed for run in result.runs] == list(range(24))
+    assert killed[0] < 160
+    assert [run.seed for run in result.runs] == list(range(160))
     assert result.runs == reference.runs
     # The nanny restarted the worker; the restarted one has the job too (it ran its share).
     client.wait_for_workers(2, timeout=60)
