@@ -41,6 +41,7 @@ from trio_saga.explore import (
     _run_chunk,
     explore,
     format_explore,
+    run_seed,
 )
 from trio_saga.scenario import Scenario
 
@@ -192,6 +193,10 @@ def test_a_handler_that_raises_names_the_seed_as_with_jobs(
 def test_a_worker_killed_mid_run_loses_nothing(
     cluster: distributed.LocalCluster, client: distributed.Client
 ) -> None:
+    # A job registered before the kill, to be found on the worker the nanny starts after it.
+    token = "test-job-before-the-kill"
+    job = Job(scenario=Scenario.load("retries"), digests=True)
+    client.register_plugin(JobPlugin(token, _init_worker, (job,), versions()), name=token)
     before = client.run(os.getpid)
     victim = sorted(before.values())[0]
     killed: list[int] = []
@@ -216,11 +221,17 @@ def test_a_worker_killed_mid_run_loses_nothing(
     assert killed[0] < 160
     assert [run.seed for run in result.runs] == list(range(160))
     assert result.runs == reference.runs
-    # The nanny restarted the worker; the restarted one has the job too (it ran its share).
+    # The nanny restarted the worker, and the restarted worker got the plugin registered
+    # before it was born: it runs that job's seeds as any other worker would.
     client.wait_for_workers(2, timeout=60)
     after = client.run(os.getpid)
     assert victim not in after.values()
-    assert len(set(after.values()) - set(before.values())) == 1
+    (reborn,) = [address for address, pid in after.items() if pid not in before.values()]
+    try:
+        there = client.submit(_call, token, _run_chunk, [3, 4], workers=[reborn], pure=False)
+        assert there.result(timeout=60) == [run_seed(job, 3), run_seed(job, 4)]
+    finally:
+        client.unregister_worker_plugin(token)
 
 
 def test_an_unreachable_scheduler_is_one_line_within_the_timeout() -> None:

@@ -7,7 +7,7 @@ The public API is re-exported here; see the README for the three ways to use it.
 from __future__ import annotations
 
 from .bus import Broker, BusConfig, Delivery, EventBus
-from .errors import FaultSpecError, MalformedRequest, SagaError, ScenarioError
+from .errors import ClusterError, FaultSpecError, MalformedRequest, SagaError, ScenarioError
 from .events import (
     EVENT_TYPES,
     Event,
@@ -43,6 +43,7 @@ __all__ = [
     "INVARIANTS",
     "Broker",
     "BusConfig",
+    "ClusterError",
     "Delivery",
     "Event",
     "EventBus",

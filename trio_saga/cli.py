@@ -168,7 +168,6 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         if args.cluster is not None and args.jobs != 1:
             raise SagaError("--cluster and --jobs cannot be combined: the workers are the jobs")
-
         return explore_command(args)
     from .explore import replay_command
 
