@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -243,6 +244,63 @@ def test_an_unreachable_scheduler_is_one_line_within_the_timeout() -> None:
     )  # fmt: skip
     assert_usage_error(done, "cannot reach the Dask scheduler at tcp://127.0.0.1:", "within 2s")
     assert time.monotonic() - started < 60
+
+
+@pytest.fixture
+def standalone(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A `dask scheduler` and a `dask worker` as separate processes, as on several machines;
+    each in a process group of its own, killed whole at the end."""
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    dask_cli = Path(sys.executable).parent / "dask"
+    started: list[subprocess.Popen[bytes]] = []
+    logs = (tmp_path / "scheduler.log").open("wb"), (tmp_path / "worker.log").open("wb")
+    try:
+        for command, log in (
+            ([str(dask_cli), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+              "--dashboard-address", "127.0.0.1:0"], logs[0]),
+            ([str(dask_cli), "worker", address, "--nthreads", "1", "--no-nanny",
+              "--host", "127.0.0.1"], logs[1]),
+        ):  # fmt: skip
+            started.append(
+                subprocess.Popen(
+                    command,
+                    cwd=REPO,
+                    env=dict(os.environ, DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED="False"),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+        with distributed.Client(address, timeout=60, set_as_default=False) as probe:
+            probe.wait_for_workers(1, timeout=60)
+        yield address, started[0]
+    finally:
+        for process in started:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+        for log in logs:
+            log.close()
+
+
+def test_a_scheduler_lost_mid_run_is_one_error_not_a_hang(
+    standalone: tuple[str, subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    address, scheduler = standalone
+    monkeypatch.setenv("TRIO_SAGA_CLUSTER_TIMEOUT", "2")
+    killed: list[int] = []
+
+    def kill_scheduler(progress: Progress) -> None:
+        if not killed and progress.done >= 2:
+            os.kill(scheduler.pid, signal.SIGKILL)
+            killed.append(progress.done)
+
+    started = time.monotonic()
+    with pytest.raises(ClusterError, match=rf"^lost the Dask scheduler at {address} mid-run$"):
+        explore("retries", 100_000, cluster=address, progress=kill_scheduler)
+    assert killed
+    assert time.monotonic() - started < 120
 
 
 def test_a_worker_with_other_versions_is_refused() -> None:

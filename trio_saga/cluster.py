@@ -242,6 +242,11 @@ class ClusterPool(cf.Executor):
         local_workers, remote = parse_address(address)
         timeout = connect_timeout()
         self.address = address
+        # Dask's client logs each failed reconnect with a traceback; a lost scheduler is one
+        # line of ours instead (ClusterError). Restored on shutdown.
+        self._client_log = logging.getLogger("distributed.client")
+        self._client_log_level = self._client_log.level
+        self._client_log.setLevel(logging.CRITICAL)
         self._cluster: distributed.LocalCluster | None = None
         if local_workers is not None:
             with dask.config.set(WORKER_CONFIG):  # the nannies keep it for restarts too
@@ -251,6 +256,7 @@ class ClusterPool(cf.Executor):
         except BaseException:
             if self._cluster is not None:
                 self._cluster.close()
+            self._client_log.setLevel(self._client_log_level)
             raise
         self._token = f"trio-saga-explore-{uuid.uuid4().hex}"
         self._seed_s: list[float] = []  # wall time per seed, as the workers measured it
@@ -326,9 +332,9 @@ class ClusterPool(cf.Executor):
         outer: cf.Future[Any] = cf.Future()
 
         def transfer(done: cf.Future[Any]) -> None:
-            if done.cancelled():
-                outer.cancel()
-                outer.set_running_or_notify_cancel()
+            lost = ClusterError(f"lost the Dask scheduler at {self.address} mid-run")
+            if done.cancelled():  # Dask cancels every future of a client that lost it
+                outer.set_exception(lost)
                 return
             exc = done.exception()
             if exc is None:
@@ -342,7 +348,7 @@ class ClusterPool(cf.Executor):
                     )
                 )
             elif isinstance(exc, cf.CancelledError | distributed.client.FutureCancelledError):
-                outer.set_exception(ClusterError(f"lost the Dask scheduler at {self.address}"))
+                outer.set_exception(lost)
             else:
                 outer.set_exception(exc)
 
@@ -365,6 +371,7 @@ class ClusterPool(cf.Executor):
         finally:
             if self._cluster is not None:
                 self._cluster.close()
+            self._client_log.setLevel(self._client_log_level)
 
     def worker_pids(self) -> dict[str, int]:
         result: dict[str, int] = self._client.run(_worker_pid)
