@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,redis]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,redis,cluster]'
 	touch $@
 
 demo: $(VENV)/.installed

@@ -12,6 +12,7 @@ burst, scaling (burst, spaced and faults), memory, the stdio node and start-up.
     python benchmarks/bench.py --json     # one JSON object on stdout (progress on stderr)
     python benchmarks/bench.py --quick    # tiny sizes, a smoke test of the benchmark itself
     python benchmarks/bench.py --only stdio,memory
+    python benchmarks/bench.py --only cluster   # needs the [cluster] extra
 
 Figures that need a fresh process (memory, the stdio node, explore) run `run.py` or this
 file again in a subprocess with `sys.executable`, from the repository root.
@@ -26,6 +27,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import resource
 import subprocess
 import sys
@@ -61,7 +63,17 @@ STDIO_AMOUNT = 0.01
 #: next starts, so the peak is what finished sagas keep, not what a burst holds in flight.
 MEMORY_EVERY = 0.001
 
-SECTIONS = ("ceiling", "sagas", "faults", "explore", "scaling", "memory", "stdio", "startup")
+SECTIONS = (
+    "ceiling",
+    "sagas",
+    "faults",
+    "explore",
+    "scaling",
+    "memory",
+    "stdio",
+    "startup",
+    "cluster",
+)
 #: A section that needs another's figure to form its ratio.
 NEEDS = {"stdio": ("sagas",), "sagas": ("ceiling",)}
 #: Virtual seconds between sagas of the spaced happy path (each goes through on its own).
@@ -96,6 +108,7 @@ GOALS = {
         Goal(key="bytes_per_saga", at_most=4096),
         Goal(key="stdio_ratio", at_least=0.7),
         Goal(key="explore_parallel_efficiency", at_least=0.8),
+        Goal(key="cluster_vs_jobs_ratio", at_least=0.95),
     )
 }
 
@@ -138,6 +151,10 @@ FIGURES = (
     ("startup_s_scenario_happy_path", "s"),
     ("startup_s_import_trio", "s"),
     ("startup_ratio_to_import_trio", ""),
+    ("cluster_runs_per_s_jobs2", "runs/s"),
+    ("cluster_runs_per_s_local2", "runs/s"),
+    ("cluster_vs_jobs_ratio", ""),
+    ("cluster_vs_jobs_ratio_whole", ""),
 )
 
 NOTES = {
@@ -198,6 +215,15 @@ NOTES = {
         " efficiency = runs/s with 2 jobs / (2 x runs/s with 1). It needs two idle cores:"
         " see the load average recorded as each section started."
     ),
+    "cluster": (
+        "`run.py explore --scenario chaos --seeds N` with `--jobs 2` and with"
+        " `--cluster local:2` (Dask, two worker processes), alternately in subprocesses, best"
+        " of the repeats; runs/s over the exploration's own wall time (the 'speed' line: from"
+        " the first seed submitted to the last answer back, process pool spawning included,"
+        " LocalCluster start-up not). cluster_vs_jobs_ratio (compared with the goal) ="
+        " runs/s local:2 / runs/s jobs 2; _whole is the same over the whole process, the"
+        " LocalCluster's start-up and shutdown (2-3 s) included."
+    ),
 }
 
 
@@ -211,6 +237,8 @@ class Sizes:
     memory_sagas: int = 30_000
     stdio_sagas: int = 10_000
     explore_seeds: int = 200
+    cluster_seeds: int = 200
+    cluster_repeats: int = 2
     repeats: int = 3
     scaling_repeats: int = 2
 
@@ -225,6 +253,8 @@ QUICK = Sizes(
     memory_sagas=1_000,
     stdio_sagas=200,
     explore_seeds=2,
+    cluster_seeds=2,
+    cluster_repeats=1,
     repeats=1,
     scaling_repeats=1,
 )
@@ -579,6 +609,37 @@ def command_wall(*args: str) -> float:
     return wall
 
 
+@attrs.frozen(kw_only=True)
+class ExploreTiming:
+    loop_rate: float  # runs/s over the exploration's own wall time (its "speed" line)
+    whole_rate: float  # runs/s over the whole process
+
+
+def explore_timing(seeds: int, *placement: str) -> ExploreTiming:
+    """`run.py explore --scenario chaos --seeds N PLACEMENT` (--jobs 2, --cluster local:2)."""
+    with tempfile.TemporaryDirectory() as out:
+        command = [
+            sys.executable, str(RUN_PY), "explore", "--scenario", "chaos",
+            "--seeds", str(seeds), *placement, "--out", out,
+        ]  # fmt: skip
+        start = time.perf_counter()
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800)
+        wall = time.perf_counter() - start
+    if done.returncode not in (0, 1) or "Traceback" in done.stderr:
+        raise BenchError(
+            f"run.py explore {' '.join(placement)} exited with {done.returncode}:"
+            f" {_tail(done.stderr)}"
+        )
+    found = re.search(r"^speed +[0-9.]+ runs/s \(([0-9.]+)s wall", done.stdout, re.M)
+    if found is None or float(found.group(1)) <= 0:
+        raise BenchError(f"run.py explore printed no speed line: {_tail(done.stdout)}")
+    return ExploreTiming(loop_rate=seeds / float(found.group(1)), whole_rate=seeds / wall)
+
+
+def cluster_available() -> bool:
+    return importlib.util.find_spec("distributed") is not None
+
+
 def _tail(text: str, lines: int = 3) -> str:
     return " | ".join(text.strip().splitlines()[-lines:]) or "(nothing)"
 
@@ -757,6 +818,21 @@ def run(sizes: Sizes, sections: Sequence[str]) -> Report:
             sizes.repeats + 2, lambda: command_wall("-c", "import trio")
         )
 
+    def cluster_figures() -> None:
+        if not cluster_available():
+            raise BenchError("distributed is not installed: pip install '.[cluster]'")
+        # Alternately, so that a change in the machine's load falls on both alike.
+        jobs: list[ExploreTiming] = []
+        dask: list[ExploreTiming] = []
+        for _ in range(max(1, sizes.cluster_repeats)):
+            jobs.append(explore_timing(sizes.cluster_seeds, "--jobs", "2"))
+            dask.append(explore_timing(sizes.cluster_seeds, "--cluster", "local:2"))
+        figures["cluster_runs_per_s_jobs2"] = max(t.loop_rate for t in jobs)
+        figures["cluster_runs_per_s_local2"] = max(t.loop_rate for t in dask)
+        figures["cluster_vs_jobs_ratio_whole"] = max(t.whole_rate for t in dask) / max(
+            t.whole_rate for t in jobs
+        )
+
     work = {
         "ceiling": ceiling_figures,
         "sagas": saga_figures,
@@ -766,6 +842,7 @@ def run(sizes: Sizes, sections: Sequence[str]) -> Report:
         "stdio": stdio_figures,
         "explore": explore_figures,
         "startup": startup_figures,
+        "cluster": cluster_figures,
     }
     for section in SECTIONS:
         if section in sections:
@@ -789,6 +866,7 @@ def run(sizes: Sizes, sections: Sequence[str]) -> Report:
     report.ratio(
         "explore_parallel_efficiency", "explore_runs_per_s_jobs2", "explore_runs_per_s_jobs1", 2
     )
+    report.ratio("cluster_vs_jobs_ratio", "cluster_runs_per_s_local2", "cluster_runs_per_s_jobs2")
     return report
 
 

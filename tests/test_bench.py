@@ -31,6 +31,10 @@ REQUIRED = (
     "stdio_ratio",
     "stdio_ratio_settle",
     "explore_parallel_efficiency",
+    "cluster_runs_per_s_jobs2",
+    "cluster_runs_per_s_local2",
+    "cluster_vs_jobs_ratio",
+    "cluster_vs_jobs_ratio_whole",
 )
 GOALS = (
     "ratio_to_ceiling",
@@ -38,6 +42,7 @@ GOALS = (
     "bytes_per_saga",
     "stdio_ratio",
     "explore_parallel_efficiency",
+    "cluster_vs_jobs_ratio",
 )
 
 
@@ -64,6 +69,10 @@ def test_quick_json_has_every_figure_as_a_positive_number() -> None:
         assert value > 0, key
     assert report["ratio_to_ceiling"] == report["sagas_per_s"] / report["ceiling_items_per_s"]
     assert report["stdio_ratio"] == report["stdio_sagas_per_s"] / report["sagas_per_s"]
+    assert (
+        report["cluster_vs_jobs_ratio"]
+        == report["cluster_runs_per_s_local2"] / report["cluster_runs_per_s_jobs2"]
+    )
     for key in GOALS:
         goal = report["goals"][key]
         assert goal["met"] in (True, False), key
@@ -78,6 +87,7 @@ def test_only_runs_the_named_section_and_what_its_ratio_needs() -> None:
     assert report["sagas_per_s"] > 0  # the ratio's denominator
     assert "bytes_per_saga" not in report
     assert "explore_parallel_efficiency" not in report
+    assert "cluster_vs_jobs_ratio" not in report
     assert report["goals"]["bytes_per_saga"]["met"] is None
 
 

@@ -21,7 +21,13 @@ The public API is re-exported here; see the README.
 from __future__ import annotations
 
 from .broker import Broker, BusConfig, Delivery, StepHost
-from .errors import FaultSpecError, MalformedRequest, SagaError, ScenarioError
+from .errors import (
+    ClusterError,
+    FaultSpecError,
+    MalformedRequest,
+    SagaError,
+    ScenarioError,
+)
 from .events import Accepted, Event, Refused, StartSaga
 from .oracle import FinishedRun, Verdict, check, judge
 from .participant import EventIds, Participant, SagaService, StepContext
@@ -61,6 +67,7 @@ __all__ = [
     "Broker",
     "BusConfig",
     "Check",
+    "ClusterError",
     "Delivery",
     "Event",
     "EventBus",

@@ -121,6 +121,14 @@ def build_parser() -> Parser:
 
     explore = commands.add_parser("explore", help="run many seeds and shrink failures")
     explore.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        default=None,
+        help="run on Dask workers instead of --jobs processes (same results): local:N starts"
+        " N worker processes here, tcp://HOST:PORT uses a running `dask scheduler`;"
+        " needs the [cluster] extra",
+    )
+    explore.add_argument(
         "--scenario",
         default="chaos",
         help="a named scenario or a .toml file's path (default: chaos)",
@@ -274,6 +282,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "explore":
         from .explore import explore_command
 
+        if args.cluster is not None and args.jobs != 1:
+            raise SagaError("--cluster and --jobs cannot be combined: the workers are the jobs")
         return explore_command(args)
     if args.command == "redis":  # issue 13; imported here: coredis is an optional extra
         from .redis.command import redis_command

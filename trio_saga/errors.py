@@ -44,3 +44,8 @@ class HandlerError(SagaError):
     def __init__(self, message: str, original: BaseException) -> None:
         super().__init__(message)
         self.original = original
+
+
+class ClusterError(SagaError):
+    """explore --cluster: a scheduler that cannot be reached, a worker that runs other code or
+    versions than the client, or a cluster that gave up on a task."""

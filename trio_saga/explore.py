@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
@@ -42,6 +42,9 @@ from .shrink import (
 from .simulation import SimulationResult, simulate
 from .summary import summarize
 from .swarm import swarm_faults, swarm_scenario
+
+if TYPE_CHECKING:
+    from .cluster import ClusterPool
 
 DEFAULT_SEEDS = 100
 
@@ -260,6 +263,22 @@ def _shrink_task(run: RunSummary, minimise: bool) -> ReplayFile:
     return shrink_run(_JOB, run, minimise=minimise)
 
 
+def _cluster_pool(address: str, job: Job) -> ClusterPool:
+    """The Dask backend (trio_saga/cluster.py), imported only here: it needs the optional
+    [cluster] extra, which the simulation does without."""
+    try:
+        from .cluster import ClusterPool
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in ("distributed", "dask"):
+            raise  # the extra is there but broken: not a missing extra
+        raise SagaError(
+            "--cluster needs Dask distributed: pip install 'trio-saga[cluster]'"
+        ) from None
+    return ClusterPool(
+        address, initializer=_init_worker, initargs=(pickle.dumps(job), list(sys.path))
+    )
+
+
 def _pool(jobs: int, job: Job) -> cf.Executor:
     # spawn: a worker starts from a clean interpreter, so nothing the parent did (trio's
     # state, an open nursery, a pytest plugin) leaks into a run; the job is pickled once.
@@ -324,10 +343,14 @@ def explore(
     max_replays: int = DEFAULT_MAX_REPLAYS,
     out: str | Path | None = None,
     progress: Callable[[Progress], None] | None = None,
+    cluster: str | None = None,
 ) -> ExploreResult:
     """Run many seeds of `scenario` (`seeds` of them from `first_seed`, an explicit list, or
     as many as fit in `time_budget` seconds) in `jobs` processes, then shrink each failure and,
     with `out`, save its replay file there.
+
+    With `cluster` (`local:N` or `tcp://HOST:PORT`, a Dask scheduler) the runs go to Dask
+    workers instead of `jobs` processes, with the same results.
 
     `saga` runs another saga than the scenario's own (tests plant bugs this way); it must
     pickle (module-level functions). With `digests` every run carries its trace digest.
@@ -360,7 +383,14 @@ def explore(
             seed_list = list(range(first_seed, first_seed + seeds))
         else:
             seed_list = list(seeds)
-    pool = _pool(jobs, job) if jobs > 1 else None
+    pool: cf.Executor | None = None
+    if cluster is not None:  # -- issue 14: a Dask cluster instead of local processes --
+        if jobs != 1:
+            raise SagaError("--cluster and --jobs cannot be combined: the workers are the jobs")
+        pool = _cluster_pool(cluster, job)
+        jobs = pool.workers
+    elif jobs > 1:
+        pool = _pool(jobs, job)
     try:
         result = _explore(job, pool, jobs, seed_list, first_seed, time_budget, progress)
         if shrink_failures and result.failing:
@@ -405,7 +435,13 @@ def _explore(
     def out_of_time() -> bool:
         return budget is not None and time.perf_counter() - started >= budget
 
-    chunks = _chunks(seed_list, first_seed, jobs)
+    # issue 14: a cluster pool sizes its own chunks (about a second of work each).
+    own_chunks = getattr(pool, "chunks", None)
+    chunks: Iterator[list[int]] = (
+        _chunks(seed_list, first_seed, jobs)
+        if own_chunks is None
+        else own_chunks(seed_list, first_seed)
+    )
     if pool is None:
         for chunk in chunks:
             if out_of_time():
@@ -702,6 +738,7 @@ def explore_command(args: argparse.Namespace) -> int:
             out=args.out,
             max_replays=args.max_replays,
             progress=bar,
+            cluster=args.cluster,
         )
     except RunCrashed as exc:
         print(f"{program()}: error: {exc}", file=sys.stderr)
