@@ -8,7 +8,6 @@ probability `p`, at most `times` times."""
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Sequence
 from typing import ClassVar
@@ -17,12 +16,23 @@ import attrs
 
 from trio_saga.trace import US
 
-from .base import Commit, Decision, Fault, SagaShape, non_negative, one_of, probability
+from .base import (
+    MAX_SECONDS,
+    Commit,
+    Decision,
+    Fault,
+    SagaShape,
+    acting_probability,
+    one_of,
+    seconds,
+)
 
 
 def _at_least_once(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
     if value < 1:
         raise ValueError(f"times must be at least 1, got {value}")
+    if value > 1_000_000:
+        raise ValueError(f"times must be at most 1,000,000, got {value}")
 
 
 @attrs.define(kw_only=True)
@@ -32,8 +42,8 @@ class Crash(Fault):
     at: float | None = None
     after: str | None = None
     before: str | None = None
-    downtime: float = attrs.field(default=1.0, validator=non_negative)
-    p: float = attrs.field(default=1.0, validator=probability)
+    downtime: float = attrs.field(default=1.0, validator=seconds)
+    p: float = attrs.field(default=1.0, validator=acting_probability)
     times: int = attrs.field(default=1, validator=_at_least_once)
     _done: int = attrs.field(default=0, init=False)
 
@@ -42,7 +52,7 @@ class Crash(Fault):
             raise ValueError(
                 "give exactly one of at=SECONDS, after=EVENT_TYPE or before=EVENT_TYPE|any"
             )
-        if self.at is not None and (self.at < 0 or math.isinf(self.at)):
+        if self.at is not None and not 0 <= self.at <= MAX_SECONDS:  # nan and inf too
             raise ValueError(f"at must be a time in seconds, got {self.at}")
 
     def bind(self, saga: SagaShape) -> None:

@@ -13,7 +13,7 @@ import attrs
 
 from trio_saga.trace import US
 
-from .base import Decision, Fault, SagaShape, non_negative, one_of
+from .base import Decision, Fault, SagaShape, one_of, seconds, span
 
 DIRECTIONS = ("both", "in", "out")
 MODES = ("drop", "hold")
@@ -31,8 +31,8 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[object, attrs.Attribute[str],
 class Partition(Fault):
     name: ClassVar[str] = "partition"
     service: str
-    start: float = attrs.field(default=1.0, validator=non_negative)
-    duration: float = attrs.field(default=5.0, validator=non_negative)
+    start: float = attrs.field(default=1.0, validator=seconds)
+    duration: float = attrs.field(default=5.0, validator=span)
     direction: str = attrs.field(default="both", validator=_one_of(DIRECTIONS))
     mode: str = attrs.field(default="drop", validator=_one_of(MODES))
 

@@ -417,3 +417,26 @@ def test_which_crash_is_reported_does_not_depend_on_which_worker_finishes_first(
     monkeypatch.setattr(explore_module, "_pool", thread_pool)
     with pytest.raises(RunCrashed, match=r"^seed 0 of retries: "):
         explore("retries", 4, 2)
+
+
+def test_a_script_without_the_main_guard_is_told_what_to_do(tmp_path: Path) -> None:
+    script = tmp_path / "no_guard.py"
+    script.write_text(
+        "from trio_saga.explore import explore\n"
+        "explore('happy-path', 4, 2, shrink_failures=False)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env={**os.environ, "TRIO_SAGA_SCENARIOS": str(REPO / "scenarios")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == (
+        "trio_saga.errors.SagaError: explore's worker processes died as they started. From a"
+        ' script, call explore with jobs > 1 only under `if __name__ == "__main__":` (each'
+        " worker imports the script again, as multiprocessing's spawn does)"
+    )

@@ -165,6 +165,25 @@ def test_parse_fault(spec: str, expected: Fault) -> None:
             " duplicate, partition, reorder, fail_STEP)",
         ),
         ("drop:p=1.5", "fault spec 'drop:p=1.5': p must be between 0 and 1, got 1.5"),
+        (
+            "crash:service=payment,at=1,p=0",
+            "fault spec 'crash:service=payment,at=1,p=0': p=0 can never act (give p in (0, 1])",
+        ),
+        (
+            "partition:service=payment,start=inf",
+            "fault spec 'partition:service=payment,start=inf': start must be between 0 and 86400"
+            " seconds, got inf",
+        ),
+        (
+            "partition:service=payment,duration=1e308",
+            "fault spec 'partition:service=payment,duration=1e308': duration must be between 0"
+            " and 86400 seconds, got 1e+308",
+        ),
+        (
+            "crash:service=payment,at=1e9",
+            "fault spec 'crash:service=payment,at=1e9': at must be a time in seconds, got"
+            " 1000000000.0",
+        ),
         ("delay:p=-0.1", "fault spec 'delay:p=-0.1': p must be between 0 and 1, got -0.1"),
         ("drop:p=nan", "fault spec 'drop:p=nan': p must be between 0 and 1, got nan"),
         (
@@ -283,7 +302,7 @@ def test_parse_fault(spec: str, expected: Fault) -> None:
         (
             "crash:service=payment,after=PaymentCharged,downtime=-1",
             "fault spec 'crash:service=payment,after=PaymentCharged,downtime=-1': downtime must"
-            " not be negative, got -1.0",
+            " be between 0 and 86400 seconds, got -1.0",
         ),
     ],
 )
@@ -532,9 +551,11 @@ def test_crash_after_commit_only_for_its_service_and_event_at_most_times() -> No
     assert crash.on_commit(commit(), rng) is None  # times=2 used up
 
 
-def test_crash_after_commit_with_p_0_never_fires() -> None:
-    crash = Crash(service="payment", after="PaymentCharged", p=0.0, times=100)
-    assert all(crash.on_commit(commit(), random.Random(n)) is None for n in range(50))
+def test_a_crash_with_p_0_could_never_act_and_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"^p=0 can never act "):
+        Crash(service="payment", after="PaymentCharged", p=0.0, times=100)
+    rare = Crash(service="payment", after="PaymentCharged", p=1e-9, times=100)
+    assert all(rare.on_commit(commit(), random.Random(n)) is None for n in range(50))
 
 
 def test_forced_failure_for_named_sagas() -> None:
@@ -721,7 +742,7 @@ def test_spaces_around_the_name_and_parameters_are_ignored() -> None:
 
 
 def test_a_timed_crash_happens_with_probability_p() -> None:
-    never = Crash(service="shipping", at=1.0, p=0.0)
+    rare = Crash(service="shipping", at=1.0, p=0.001)
     always = Crash(service="shipping", at=1.0)
-    assert never.timeline(random.Random(1)) == ()
+    assert rare.timeline(random.Random(1)) == ()
     assert [d.kind for d in always.timeline(random.Random(1))] == ["crash_at"]

@@ -19,6 +19,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -400,6 +401,12 @@ def explore(
             result.shrink_s = time.perf_counter() - started
             if out is not None:
                 result.paths = save_replays(result.replays, Path(out), scenario.name, swarm)
+    except BrokenProcessPool:
+        raise SagaError(
+            "explore's worker processes died as they started. From a script, call explore with"
+            ' jobs > 1 only under `if __name__ == "__main__":` (each worker imports the'
+            " script again, as multiprocessing's spawn does)"
+        ) from None
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
