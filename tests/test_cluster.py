@@ -42,9 +42,9 @@ from trio_saga.explore import (
     _init_worker,
     _run_chunk,
     explore,
-    format_explore,
     run_seed,
 )
+from trio_saga.explore_text import format_explore
 from trio_saga.scenario import Scenario
 
 REPO = Path(__file__).resolve().parent.parent

@@ -12,7 +12,8 @@ import pytest
 from faults import Fault, parse_fault
 from trio_saga.errors import FaultSpecError, SagaError
 from trio_saga.events import Event
-from trio_saga.explore import ExploreResult, RunSummary, explore, format_explore, replay_choice
+from trio_saga.explore import ExploreResult, RunSummary, explore, replay_choice
+from trio_saga.explore_text import format_explore
 from trio_saga.participant import Participant, StepContext, World, volatile
 from trio_saga.scenario import Scenario
 from trio_saga.shop import SHOP

@@ -28,10 +28,10 @@ from trio_saga.explore import (
     RunCrashed,
     RunSummary,
     explore,
-    format_explore,
     outcome_matrix,
     run_seed,
 )
+from trio_saga.explore_text import format_explore
 from trio_saga.oracle import number_of
 from trio_saga.saga import EVERY_SAGA_ENDS
 from trio_saga.scenario import Scenario

@@ -17,7 +17,8 @@ from typing import Any
 
 import planted_bugs
 
-from trio_saga.explore import explore, replay_command_line
+from trio_saga.explore import explore
+from trio_saga.explore_text import replay_command_line
 from trio_saga.report import (
     ASSETS,
     asset,

@@ -280,7 +280,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return scenario_command(args)
     if args.command == "explore":
-        from .explore import explore_command
+        from .commands import explore_command
 
         if args.cluster is not None and args.jobs != 1:
             raise SagaError("--cluster and --jobs cannot be combined: the workers are the jobs")
@@ -293,7 +293,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .certify import certify_command
 
         return certify_command(args)
-    from .explore import replay_command
+    from .commands import replay_command
 
     return replay_command(args)
 

@@ -1,5 +1,6 @@
-"""The `scenarios` and `scenario NAME` commands (DESIGN §6): list the named scenarios, run one
-(or all) and say whether it passed, and write its trace, diagram and report.
+"""The commands of the command line, in one room: `scenarios`, `scenario NAME|PATH` (list the
+named scenarios, run one or all and say whether it passed, and write its trace, diagram and
+report), `explore` and `replay`.
 
 This module owns what those commands print, write and return as exit status. It must never
 judge a run itself (the oracle and the scenario's [expect] do), never parse arguments (cli.py
@@ -9,13 +10,20 @@ does) and never let a user error escape as anything but a SagaError with a one-l
 from __future__ import annotations
 
 import argparse
+import functools
+import os
+import sys
 
 import attrs
 
 from .diagram import mermaid
-from .errors import EXIT_FAILED, EXIT_OK, SagaError, ScenarioError
+from .errors import EXIT_FAILED, EXIT_OK, SagaError, ScenarioError, program
+from .explore import RunCrashed, explore
+from .explore_text import ProgressBar, decisions_text, format_explore, replay_command_line
 from .files import check_writable, write_text
+from .oracle import number_of
 from .scenario import Scenario, scenario_dir, scenario_names
+from .shrink import ReplayFile, trace_digest, violation_of
 from .simulation import SimulationResult, simulate
 from .summary import summarize
 
@@ -123,3 +131,123 @@ def scenario_command(args: argparse.Namespace) -> int:
     if written:
         print("wrote      " + ", ".join(written), flush=True)
     return EXIT_OK if done.passed else EXIT_FAILED
+
+
+# -- explore and replay ------------------------------------------------------------------------
+
+
+def explore_command(args: argparse.Namespace) -> int:
+    """`run.py explore`: exit 1 if any run violated an invariant."""
+    if args.seeds is not None and args.seeds < 1:
+        raise SagaError("--seeds must be at least 1")
+    if args.jobs < 1:
+        raise SagaError("--jobs must be at least 1")
+    if args.jobs > 4 * (os.cpu_count() or 1):
+        raise SagaError(
+            f"--jobs {args.jobs} is more than 4 per core; this machine has {os.cpu_count()} cores"
+        )
+    scenario = Scenario.load(args.scenario)
+    scenario.with_faults(args.extra_faults)  # checked now, against the scenario's saga
+    if args.report is not None:
+        check_writable(args.report)
+    bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
+    try:
+        result = explore(
+            scenario,
+            args.seeds,
+            args.jobs,
+            first_seed=args.first_seed,
+            time_budget=args.time,
+            swarm=args.swarm,
+            faults=args.extra_faults,
+            out=args.out,
+            max_replays=args.max_replays,
+            progress=bar,
+            cluster=args.cluster,
+        )
+    except RunCrashed as exc:
+        print(f"{program()}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        if bar is not None:
+            bar.close()
+    print(format_explore(result))
+    if args.report is not None:
+        from .report import write_explore_report
+
+        title = f"explore {scenario.name}" + (" (swarm)" if result.swarm else "")
+        write_explore_report(
+            args.report,
+            title,
+            result,
+            replay_command=functools.partial(replay_command_line, saga=result.saga),
+        )
+        print(f"wrote      report {args.report}")
+    return EXIT_FAILED if result.failing else EXIT_OK
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    """`run.py replay FILE [--trace PATH] [--diagram PATH] [--saga ID] [--report PATH]`:
+    re-run a saved run from its decisions; exit 1 if it violates an invariant."""
+    replay = ReplayFile.load(args.file)
+    saga_def = replay.load_saga(args.saga_def)
+    scenario = replay.load_scenario(saga_def)
+    for path in (args.trace, args.diagram, args.report):
+        if path is not None:
+            check_writable(path)
+    result = simulate(replay.simulation(saga_def))
+    known = result.saga_log.get
+    if args.saga is not None and known(args.saga) is None:
+        raise SagaError(f"no saga {args.saga!r} in this run")
+    if replay.decisions is None:
+        print(f"replaying  seed {replay.seed} with its fault specs from {args.file}")
+    else:
+        origin = "shrunk from" if replay.shrunk else "of"
+        print(
+            f"replaying  {decisions_text(len(replay.decisions))} ({origin} {replay.recorded}"
+            f" recorded) from {args.file}"
+        )
+    print(summarize(scenario.name, result, seed=replay.seed, description=scenario.description))
+    print(_replay_verdict(replay, result), flush=True)
+    written: list[str] = []
+    if args.trace is not None:
+        write_text(args.trace, result.trace_text())
+        written.append(f"trace {args.trace} ({len(result.trace)} lines)")
+    if args.diagram is not None:
+        from .diagram import mermaid
+
+        # By default the diagram follows the saga that broke the invariant: that is where the
+        # minimal faults show.
+        saga = args.saga
+        if saga is None and replay.saga_id is not None and known(replay.saga_id) is not None:
+            saga = replay.saga_id
+        write_text(args.diagram, mermaid(result.trace.records, saga, saga=saga_def))
+        written.append(f"diagram {args.diagram}" + (f" ({saga})" if saga else ""))
+    if args.report is not None:
+        from .report import write_report
+
+        write_report(
+            args.report, f"replay of {scenario.name} (seed {replay.seed})", result, scenario
+        )
+        written.append(f"report {args.report}")
+    if written:
+        print("wrote      " + ", ".join(written))
+    return EXIT_FAILED if result.violations else EXIT_OK
+
+
+def _replay_verdict(replay: ReplayFile, result: SimulationResult) -> str:
+    found = violation_of(result, replay.invariant)
+    number = number_of(result.saga, replay.invariant)
+    if found is not None:
+        where = f" ({found.saga_id})" if found.saga_id else ""
+        verdict = f"replay     invariant {number} ({replay.invariant}) violated again{where}"
+    else:
+        verdict = f"replay     invariant {number} ({replay.invariant}) NOT violated this time"
+    if replay.trace_digest:
+        same = trace_digest(result) == replay.trace_digest
+        verdict += (
+            ", trace identical to the recorded one"
+            if same
+            else ", trace DIFFERS from the recorded one (the code changed since?)"
+        )
+    return verdict

@@ -1,19 +1,17 @@
 """Exploring many seeds of a scenario: parallel runs, swarm fault mixes, the outcome matrix,
-shrinking every failure to a replay file; and `run.py explore` / `run.py replay`.
+shrinking every failure to a replay file. The engine only: its text is `explore_text.py`, its
+commands (`run.py explore`, `run.py replay`) are in `commands.py`.
 
 This module owns the fan-out of runs to worker processes, what a worker sends back (a small
-picklable `RunSummary`), the fault-kind x outcome matrix and the two commands. It must never
+picklable `RunSummary`) and the fault-kind x outcome matrix. It must never
 decide what is correct (the oracle does) nor change a run: a worker runs exactly
 `scenario.simulation(seed, faults=...)`, so any seed it reports replays the same in one process.
 """
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures as cf
-import functools
 import multiprocessing
-import os
 import pickle
 import re
 import sys
@@ -21,16 +19,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from faults import Decision
 
-from .errors import EXIT_FAILED, EXIT_OK, HandlerError, SagaError, program
-from .files import check_writable, write_text
-from .oracle import number_of
-from .saga import BUILT_IN, SagaDefinition, saga_argument, saga_ref
+from .errors import HandlerError, SagaError
+from .saga import SagaDefinition, saga_ref
 from .scenario import Scenario
 from .shrink import (
     MAX_TESTS,
@@ -40,8 +36,7 @@ from .shrink import (
     trace_digest,
     violation_of,
 )
-from .simulation import SimulationResult, simulate
-from .summary import summarize
+from .simulation import simulate
 from .swarm import swarm_faults, swarm_scenario
 
 if TYPE_CHECKING:
@@ -588,265 +583,3 @@ def outcome_matrix(runs: Sequence[RunSummary]) -> list[tuple[str, dict[str, int]
             add(NO_FAULTS, run)
     order = [ALL_RUNS, *ROWS, NO_FAULTS]
     return [(row, rows[row]) for row in order + sorted(set(rows) - set(order)) if row in rows]
-
-
-def format_matrix(matrix: Sequence[tuple[str, dict[str, int]]]) -> str:
-    width = max([len(row) for row, _ in matrix] + [len("fault kind")])
-    head = f"{'fault kind':<{width}}  {'runs':>6}  " + "  ".join(
-        f"{c:>11}" for c in OUTCOME_COLUMNS
-    )
-    lines = [head, "-" * len(head)]
-    for row, cells in matrix:
-        lines.append(
-            f"{row:<{width}}  {cells['runs']:>6}  "
-            + "  ".join(f"{cells[c]:>11}" for c in OUTCOME_COLUMNS)
-        )
-    lines.append("(completed .. stuck count sagas; runs and violated count runs)")
-    return "\n".join(lines)
-
-
-def _decisions(count: int) -> str:
-    return f"{count} decision{'' if count == 1 else 's'}"
-
-
-def replay_command_line(path: Path, saga: SagaDefinition | None = None) -> str:
-    """The command that replays a saved file; a saga that does not ship with trio-saga must
-    be named on it (a replay file never imports code by itself)."""
-    ref = None if saga is None else saga_argument(saga)
-    if ref is None or ref in BUILT_IN.values():
-        return f"python run.py replay {path}"
-    return f"python run.py replay {path} --saga-def {ref}"
-
-
-def format_explore(result: ExploreResult) -> str:
-    runs = len(result.runs)
-    sagas = sum(sum(r.counts.values()) for r in result.runs)
-    mode = "swarm fault mixes" if result.swarm else "the scenario's faults"
-    lines = [
-        f"explore {result.scenario}: {runs} runs ({sagas} sagas) with {mode},"
-        f" {result.jobs} job{'s' if result.jobs != 1 else ''}",
-        "",
-        format_matrix(result.matrix()),
-        "",
-        f"speed      {result.runs_per_s:.1f} runs/s ({result.wall_s:.2f}s wall"
-        + (f", then {result.shrink_s:.2f}s shrinking" if result.shrink_s else "")
-        + ")",
-    ]
-    failing = result.failing
-    if not failing:
-        lines.append("result     PASS: no invariant violated")
-        return "\n".join(lines)
-    lines.append(f"result     FAIL: {len(failing)} of {runs} runs violated an invariant")
-    signatures = dict.fromkeys(run.signature for run in failing)
-    lines.append(
-        f"signatures {len(signatures)} distinct; replay files for {len(result.replays)}"
-        f" of the {len(failing)} failing seeds"
-    )
-    for run in failing:
-        invariant, saga, detail = run.violations[0]
-        where = f" {saga}" if saga else ""
-        more = f" (+{len(run.violations) - 1} more)" if len(run.violations) > 1 else ""
-        lines.append(
-            f"  seed {run.seed}: invariant {number_of(result.saga, invariant)} ({invariant})"
-            f"{where}: {detail}{more}"
-        )
-        others = run.invariants[1:]
-        if others:
-            shown = ", ".join(f"{number_of(result.saga, n)} ({n})" for n in others)
-            lines.append(f"    also violated: {shown}")
-        replay = result.replays.get(run.seed)
-        if replay is None and result.replays:
-            lines.append("    no replay file (over --max-replays; re-run this seed to get one)")
-        if replay is not None:
-            if replay.shrunk and replay.decisions is not None:
-                kinds = ", ".join(sorted({d.kind for d in replay.decisions})) or "no faults"
-                lines.append(
-                    f"    shrunk {replay.recorded} -> {_decisions(len(replay.decisions))}"
-                    f" ({kinds}) in {replay.tests} replays"
-                )
-            elif replay.decisions is None:
-                lines.append(
-                    "    not shrunk: its decisions do not replay it, so the file re-runs the seed"
-                )
-            else:
-                lines.append(f"    not shrunk (all {replay.recorded} decisions kept)")
-        path = result.paths.get(run.seed)
-        if path is not None:
-            lines.append(f"    {replay_command_line(path, result.saga)}")
-    return "\n".join(lines)
-
-
-# -- the progress bar --------------------------------------------------------------------------
-
-
-class ProgressBar:
-    """One line on a terminal, redrawn at most ten times a second."""
-
-    WIDTH = 30
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
-        self._last = 0.0
-        self._drawn = False
-
-    def __call__(self, p: Progress) -> None:
-        now = time.monotonic()
-        final = p.total is not None and p.done >= p.total
-        if not final and now - self._last < 0.1:
-            return
-        self._last = now
-        if p.total:
-            fraction, count = p.done / p.total, f"{p.done}/{p.total} runs"
-        elif p.budget_s:
-            fraction, count = p.elapsed / p.budget_s, f"{p.done} runs"
-        else:
-            fraction, count = 0.0, f"{p.done} runs"
-        filled = round(min(max(fraction, 0.0), 1.0) * self.WIDTH)
-        rate = p.done / p.elapsed if p.elapsed > 0 else 0.0
-        bar = "#" * filled + "." * (self.WIDTH - filled)
-        line = f"[{bar}] {count}  {rate:.1f}/s  {p.violated} violated  {p.elapsed:.0f}s"
-        self.stream.write("\r" + line + "\x1b[K")
-        self.stream.flush()
-        self._drawn = True
-
-    def close(self) -> None:
-        if self._drawn:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-
-
-# -- the commands ------------------------------------------------------------------------------
-
-
-def explore_command(args: argparse.Namespace) -> int:
-    """`run.py explore`: exit 1 if any run violated an invariant."""
-    if args.seeds is not None and args.seeds < 1:
-        raise SagaError("--seeds must be at least 1")
-    if args.jobs < 1:
-        raise SagaError("--jobs must be at least 1")
-    if args.jobs > 4 * (os.cpu_count() or 1):
-        raise SagaError(
-            f"--jobs {args.jobs} is more than 4 per core; this machine has {os.cpu_count()} cores"
-        )
-    scenario = Scenario.load(args.scenario)
-    scenario.with_faults(args.extra_faults)  # checked now, against the scenario's saga
-    if args.report is not None:
-        check_writable(args.report)
-    bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
-    try:
-        result = explore(
-            scenario,
-            args.seeds,
-            args.jobs,
-            first_seed=args.first_seed,
-            time_budget=args.time,
-            swarm=args.swarm,
-            faults=args.extra_faults,
-            out=args.out,
-            max_replays=args.max_replays,
-            progress=bar,
-            cluster=args.cluster,
-        )
-    except RunCrashed as exc:
-        print(f"{program()}: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    finally:
-        if bar is not None:
-            bar.close()
-    print(format_explore(result))
-    if args.report is not None:
-        from .report import write_explore_report
-
-        title = f"explore {scenario.name}" + (" (swarm)" if result.swarm else "")
-        write_explore_report(
-            args.report,
-            title,
-            result,
-            replay_command=functools.partial(replay_command_line, saga=result.saga),
-        )
-        print(f"wrote      report {args.report}")
-    return EXIT_FAILED if result.failing else EXIT_OK
-
-
-def replay_command(args: argparse.Namespace) -> int:
-    """`run.py replay FILE [--trace PATH] [--diagram PATH] [--saga ID] [--report PATH]`:
-    re-run a saved run from its decisions; exit 1 if it violates an invariant."""
-    replay = ReplayFile.load(args.file)
-    saga_def = replay.load_saga(args.saga_def)
-    scenario = replay.load_scenario(saga_def)
-    for path in (args.trace, args.diagram, args.report):
-        if path is not None:
-            check_writable(path)
-    result = simulate(replay.simulation(saga_def))
-    known = result.saga_log.get
-    if args.saga is not None and known(args.saga) is None:
-        raise SagaError(f"no saga {args.saga!r} in this run")
-    if replay.decisions is None:
-        print(f"replaying  seed {replay.seed} with its fault specs from {args.file}")
-    else:
-        origin = "shrunk from" if replay.shrunk else "of"
-        print(
-            f"replaying  {_decisions(len(replay.decisions))} ({origin} {replay.recorded}"
-            f" recorded) from {args.file}"
-        )
-    print(summarize(scenario.name, result, seed=replay.seed, description=scenario.description))
-    print(_replay_verdict(replay, result), flush=True)
-    written: list[str] = []
-    if args.trace is not None:
-        write_text(args.trace, result.trace_text())
-        written.append(f"trace {args.trace} ({len(result.trace)} lines)")
-    if args.diagram is not None:
-        from .diagram import mermaid
-
-        # By default the diagram follows the saga that broke the invariant: that is where the
-        # minimal faults show.
-        saga = args.saga
-        if saga is None and replay.saga_id is not None and known(replay.saga_id) is not None:
-            saga = replay.saga_id
-        write_text(args.diagram, mermaid(result.trace.records, saga, saga=saga_def))
-        written.append(f"diagram {args.diagram}" + (f" ({saga})" if saga else ""))
-    if args.report is not None:
-        from .report import write_report
-
-        write_report(
-            args.report, f"replay of {scenario.name} (seed {replay.seed})", result, scenario
-        )
-        written.append(f"report {args.report}")
-    if written:
-        print("wrote      " + ", ".join(written))
-    return EXIT_FAILED if result.violations else EXIT_OK
-
-
-def _replay_verdict(replay: ReplayFile, result: SimulationResult) -> str:
-    found = violation_of(result, replay.invariant)
-    number = number_of(result.saga, replay.invariant)
-    if found is not None:
-        where = f" ({found.saga_id})" if found.saga_id else ""
-        verdict = f"replay     invariant {number} ({replay.invariant}) violated again{where}"
-    else:
-        verdict = f"replay     invariant {number} ({replay.invariant}) NOT violated this time"
-    if replay.trace_digest:
-        same = trace_digest(result) == replay.trace_digest
-        verdict += (
-            ", trace identical to the recorded one"
-            if same
-            else ", trace DIFFERS from the recorded one (the code changed since?)"
-        )
-    return verdict
-
-
-__all__ = [
-    "ExploreResult",
-    "Job",
-    "Progress",
-    "ProgressBar",
-    "RunSummary",
-    "explore",
-    "explore_command",
-    "format_explore",
-    "format_matrix",
-    "outcome_matrix",
-    "replay_command",
-    "run_seed",
-    "shrink_run",
-]
