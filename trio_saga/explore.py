@@ -25,7 +25,7 @@ import attrs
 
 from faults import Decision
 
-from .errors import HandlerError, SagaError
+from .errors import SagaError
 from .saga import SagaDefinition, saga_ref
 from .scenario import Scenario
 from .shrink import (
@@ -36,7 +36,7 @@ from .shrink import (
     trace_digest,
     violation_of,
 )
-from .simulation import simulate
+from .simulation import handler_error, simulate
 from .swarm import swarm_faults, swarm_scenario
 
 if TYPE_CHECKING:
@@ -147,13 +147,6 @@ def _with_ref(saga: SagaDefinition) -> SagaDefinition:
     return saga if ref is None or ref == saga.ref else attrs.evolve(saga, ref=ref)
 
 
-def _innermost(exc: BaseException) -> BaseException:
-    """The handler's own exception, out of the exception groups trio's nurseries wrap it in."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
-
-
 class RunCrashed(SagaError):
     """A simulation raised instead of finishing: a bug in a handler, not a violated invariant."""
 
@@ -165,7 +158,7 @@ def run_seed(job: Job, seed: int) -> RunSummary:
     try:
         result = simulate(sim)
     except Exception as raised:  # a handler under test raised: name the seed, not a traceback
-        exc = raised.original if isinstance(raised, HandlerError) else _innermost(raised)
+        exc = handler_error(raised).original
         raise RunCrashed(
             f"seed {seed} of {job.scenario.name}: the run raised {type(exc).__name__}: {exc}"
             f" (faults: {', '.join(faults) or 'none'})"
