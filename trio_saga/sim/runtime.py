@@ -139,21 +139,27 @@ class Runtime:
         with trio.CancelScope() as scope:
             async with inbox:
                 task_status.started(scope)
+                name = participant.name
                 async for instant in inbox:
-                    batch = instant.batches[instant.position][1]
-                    instant.position += 1
-                    alive = serve_batch(participant, batch, self.bus)
-                    if not alive:
-                        instant.crashed = True
-                    self._hand_on(instant)
+                    while True:
+                        batch = instant.batches[instant.position][1]
+                        instant.position += 1
+                        alive = serve_batch(participant, batch, self.bus)
+                        if not alive:
+                            instant.crashed = True
+                        # The next batch may be this service's own: served here, rather than
+                        # sent to its own channel (a scheduler pass for nothing).
+                        if not self._hand_on(instant, name if alive else None):
+                            break
                     if not alive:  # crashed: the driver kills this task before it serves again
                         return
 
-    def _hand_on(self, instant: _Instant) -> None:
+    def _hand_on(self, instant: _Instant, me: str | None = None) -> bool:
         """Give the instant to the next service whose batch is still wanted (a service a step
         has just crashed is skipped). When none is left, what the steps made due at this same
         instant is served next, without a round trip to the driver, unless it needs the
-        driver (a crash to carry out, a service task to start): then back to the driver."""
+        driver (a crash to carry out, a service task to start): then back to the driver.
+        True: the next batch is `me`'s, the calling service's own, for it to serve now."""
         bus = self.bus
         down = bus.down
         while True:
@@ -161,8 +167,10 @@ class Runtime:
             while instant.position < len(batches):
                 name = batches[instant.position][0]
                 if name not in down:
+                    if name == me:
+                        return True
                     self._inboxes[name].send_nowait(instant)
-                    return
+                    return False
                 instant.position += 1
             if instant.crashed or self.realtime or (self._dead and not self._dead <= down):
                 break
@@ -187,6 +195,7 @@ class Runtime:
             instant.position = 0
         assert self._done is not None
         self._done.send_nowait(instant)
+        return False
 
     def _kill(self, name: str) -> None:
         """A crash: cancel the service's task; its channel and whatever was in it are lost."""
