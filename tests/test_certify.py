@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -236,12 +237,7 @@ def test_run_py_certify_prints_the_table_and_exits_by_the_verdict() -> None:
         done.stdout,
         re.M,
     ), done.stdout
-    failing = run_py(
-        "certify",
-        "--saga",
-        "effect_bugs:KEYLESS",
-        env={"PYTHONPATH": str(EXAMPLES.parent / "tests")},
-    )
+    failing = _certify_a_test_saga("effect_bugs:KEYLESS")
     assert failing.returncode == 1, failing.stderr
     assert "payment.InventoryReserved x crash before commit" in failing.stdout
     travel_done = run_py("certify", "--saga", "examples/travel/travel.py:saga")
@@ -249,12 +245,7 @@ def test_run_py_certify_prints_the_table_and_exits_by_the_verdict() -> None:
 
 
 def test_run_py_certify_names_a_raising_handler_without_a_traceback() -> None:
-    done = run_py(
-        "certify",
-        "--saga",
-        "planted_bugs:EXPLODING",
-        env={"PYTHONPATH": str(EXAMPLES.parent / "tests")},
-    )
+    done = _certify_a_test_saga("planted_bugs:EXPLODING")
     assert done.returncode == 1, done.stderr
     assert done.stderr == ""
     assert "Traceback" not in done.stdout
@@ -265,6 +256,10 @@ def test_run_py_certify_names_a_raising_handler_without_a_traceback() -> None:
         done.stdout,
         re.M,
     ), done.stdout
+
+
+def _certify_a_test_saga(ref: str) -> subprocess.CompletedProcess[str]:
+    return run_py("certify", "--saga", ref, env={"PYTHONPATH": str(EXAMPLES.parent / "tests")})
 
 
 def test_run_py_certify_refuses_an_unknown_saga_in_one_line() -> None:
