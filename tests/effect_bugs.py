@@ -82,6 +82,27 @@ def caching_services(state: Mapping[str, Any]) -> list[Any]:
 
 
 @attrs.define
+class BrittlePayment(CachingPayment):
+    """The cache of CachingPayment without its rebuild, read without a guard: after a crash,
+    the refund of a charge made before it raises KeyError. Clean runs never crash, so only a
+    perturbation shows it."""
+
+    def restart(self) -> None:
+        pass  # the bug: the cache stays empty
+
+    def refund(self, event: Any, ctx: Any) -> Any:
+        payment = self.payments.get(event.saga_id)
+        if payment is None or payment.status != "charged":
+            return ()
+        del self.refundable[event.saga_id]  # KeyError once a crash wiped the cache
+        return PaymentService.refund(self, event, ctx)
+
+
+def brittle_services(state: Mapping[str, Any]) -> list[Any]:
+    return [Inventory(), BrittlePayment(), ShippingService()]
+
+
+@attrs.define
 class VolatileInboxParticipant(Participant):
     """A participant whose inbox lives in memory: a crash forgets which deliveries it took."""
 
@@ -93,3 +114,4 @@ class VolatileInboxParticipant(Participant):
 KEYLESS = attrs.evolve(SHOP, services=keyless_services, ref=None)
 FORGETFUL = attrs.evolve(SHOP, services=forgetful_services, ref=None)
 CACHING = attrs.evolve(SHOP, services=caching_services, ref=None)
+BRITTLE = attrs.evolve(SHOP, services=brittle_services, ref=None)

@@ -1,5 +1,6 @@
 """Deliberately broken variants of the services, plugged in only by the tests of explore,
-shrink and replay to prove that they find, minimise and reproduce a real class of bug.
+shrink, replay and certify to prove that they find, minimise, reproduce or flag a real class
+of bug.
 
 This module owns the planted bugs and nothing else; it must never be imported by the library.
 Each planted bug is a saga definition: the shop with broken services (or a broken participant).
@@ -26,8 +27,10 @@ from trio_saga.shop.events import (
     ReservationAccepted,
     ReservationRefused,
     ReserveInventory,
+    ShipmentFailed,
 )
 from trio_saga.shop.services import (
+    DEFAULT_UNIT_PRICE_CENTS,
     Inventory,
     PaymentService,
     ShippingService,
@@ -93,9 +96,26 @@ def exploding_services(state: Mapping[str, Any]) -> list[SagaService]:
     return [Inventory(), PaymentService(), ExplodingShipping()]
 
 
+@attrs.define
+class ListPriceRefundPayment(PaymentService):
+    """Refunds the list price of one unit, not what it charged: right for the default order
+    (quantity 1 at list price), wrong for any other. Only varied orders can show it."""
+
+    def refund(self, event: ShipmentFailed, ctx: StepContext) -> Sequence[Event]:
+        payment = self.payments.get(event.saga_id)
+        if payment is not None:
+            payment.amount_cents = DEFAULT_UNIT_PRICE_CENTS  # the bug
+        return super().refund(event, ctx)
+
+
+def list_price_refund_services(state: Mapping[str, Any]) -> list[SagaService]:
+    return [Inventory(), ListPriceRefundPayment(), ShippingService()]
+
+
 DOUBLE_CHARGE = attrs.evolve(SHOP, services=double_charge_services, ref=None)
 GUARDLESS = attrs.evolve(SHOP, services=guardless_payment_services, ref=None)
 INBOXLESS = attrs.evolve(
     SHOP, services=guardless_payment_services, participant=InboxlessParticipant, ref=None
 )
 EXPLODING = attrs.evolve(SHOP, services=exploding_services, ref=None)
+WRONG_REFUND = attrs.evolve(SHOP, services=list_price_refund_services, ref=None)

@@ -2,34 +2,37 @@
 randomly) through the perturbations at-least-once delivery and crashes cause, compared with a
 clean run.
 
-For every service it takes the messages the service handled in a clean run of a small scenario
-(every outcome of the saga once, one saga after the other) and replays them to a fresh copy of
-the service behind its participant (inbox + outbox), once as they came and once per
-perturbation: each message delivered twice; each pair of messages that can reach the service
-in either order swapped; a crash before and after each commit, and after each effect (a crash
-wipes volatile state and calls the `restart()` hook; the delivery then comes again). It then
-compares what the service ended with: its state, the events it emitted (per saga) and the
-effects the outside world acted on. Counters and names a service hands out (`r1`, `pay-2`)
-may come out permuted when messages are reordered; the comparison renames them consistently
-from the events before it compares, so only a real difference shows.
+The clean run is a spread of sagas, one after the other (`clean_orders`): several that complete,
+over the saga's order variants, then for each variant one saga per step that can fail, forced
+to fail there, so that every handler, every compensation among them, meets several sagas and
+several kinds of order. For every service it takes the messages the service handled and
+replays them to a fresh copy of the service behind its participant (inbox + outbox), once as
+they came and once per perturbation: each message delivered twice; each pair of messages that
+can reach the service in either order swapped; a crash before and after each commit, and after
+each effect (a crash wipes volatile state and calls the `restart()` hook; the delivery then
+comes again). It then compares what the service ended with (`certify_diff`). A handler that
+raises, in the clean run or under a perturbation, is a finding too, worded as the simulation
+words it (`errors.handler_error`); the run goes on past it.
 
-This module owns the perturbations, the comparison and the table. It is pure: it never imports
-trio, and it drives handlers synchronously exactly as `bus.serve_batch` does.
+This module owns the clean scenario, the perturbations and the table. It is pure: it never
+imports trio, and it drives handlers synchronously exactly as `step.serve_batch` does.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 
-from .errors import SagaError
+from .certify_diff import Ending, diff
+from .errors import HandlerError, SagaError, handler_error, program
 from .events import Event
-from .participant import CrashNow, Effect, Participant, StepContext, World
+from .participant import CrashNow, Participant, StepContext, World
 from .saga import SagaDefinition, load_saga
 
 EXIT_OK, EXIT_CHANGED = 0, 1
@@ -41,26 +44,67 @@ CRASH_AFTER = "crash after commit"
 CRASH_EFFECT = "crash after effect"
 PERTURBATIONS = (DUPLICATE, SWAP, CRASH_BEFORE, CRASH_AFTER, CRASH_EFFECT)
 FAILS = "forced failure"
-COLUMNS = (FAILS, *PERTURBATIONS)
+#: Not a perturbation: the handler as the clean run called it ("ok", or RAISES).
+CLEAN = "clean run"
+COLUMNS = (CLEAN, FAILS, *PERTURBATIONS)
+
+#: The fewest rounds of the clean scenario (a round: one order, completing, then failing at
+#: each step in turn). A handler that goes wrong only from its second or third saga on (a
+#: counter, a cache, a saga id it did not expect) must meet more than one.
+MIN_ROUNDS = 3
 
 
-# -- a clean run, synchronously --------------------------------------------------------------
+# -- the clean scenario, run synchronously ---------------------------------------------------
 
 
 @attrs.frozen(kw_only=True)
 class Order:
-    """One saga of the certifier's clean scenario; `fail` is the step forced to fail."""
+    """One saga of the certifier's clean scenario; `fail` is the step forced to fail, `fields`
+    the order's fields (the saga's defaults for those left out)."""
 
     saga_id: str
     fail: str | None = None
+    fields: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def describe(self) -> str:
+        outcome = f"{self.fail} forced to fail" if self.fail else "completes"
+        shown = "".join(f", {k}={v!r}" for k, v in self.fields.items())
+        return f"{self.saga_id}: {outcome}{shown}"
+
+
+def order_spread(saga: SagaDefinition) -> list[dict[str, Any]]:
+    """One order's fields per round: round k takes the k-th value of each of the saga's
+    `order_variants` (cycling through the shorter lists; None leaves the field out, as swarm
+    does), so every value of every variant is ordered at least once. A saga without variants
+    orders its defaults, `MIN_ROUNDS` times."""
+    variants = sorted((name, values) for name, values in saga.order_variants.items() if values)
+    rounds = max([MIN_ROUNDS, *(len(values) for _, values in variants)])
+    spread: list[dict[str, Any]] = []
+    for k in range(rounds):
+        fields: dict[str, Any] = {}
+        for name, values in variants:
+            value = values[k % len(values)]
+            if value is not None:
+                fields[name] = value
+        spread.append(fields)
+    return spread
 
 
 def clean_orders(saga: SagaDefinition) -> list[Order]:
-    """One saga that completes, then one per step that can fail, forced to fail there: every
-    handler of the saga, and every compensation, runs at least once."""
-    made = [Order(saga_id="saga-1")]
-    for step in saga.fallible_steps:
-        made.append(Order(saga_id=f"saga-{len(made) + 1}", fail=step))
+    """The clean scenario: one saga per round that completes, then, round by round, one per
+    step that can fail, forced to fail there. The completing sagas come first, as in any
+    scenario's `orders(n)`: the first saga ids a handler meets are the ones most runs have."""
+    made: list[Order] = []
+
+    def add(fields: Mapping[str, Any], fail: str | None = None) -> None:
+        made.append(Order(saga_id=f"saga-{len(made) + 1}", fail=fail, fields=dict(fields)))
+
+    spread = order_spread(saga)
+    for fields in spread:
+        add(fields)
+    for fields in spread:
+        for step in saga.fallible_steps:
+            add(fields, step)
     return made
 
 
@@ -79,6 +123,15 @@ def _wrap(saga: SagaDefinition, service: Any) -> Participant:
     return made
 
 
+@attrs.frozen(kw_only=True)
+class Raised:
+    """A delivery whose handler raised, and what it raised, on one line."""
+
+    service: str
+    payload: Any
+    text: str
+
+
 @attrs.define
 class CleanRun:
     """What each service handled, in order, in a clean run (one saga after the other)."""
@@ -87,35 +140,53 @@ class CleanRun:
     participants: dict[str, Participant]
     world: World
     published: list[Event]
+    raised: list[Raised]
 
 
 def clean_run(saga: SagaDefinition, state: Mapping[str, Any], orders: Sequence[Order]) -> CleanRun:
     """Run `orders` one after the other, each to quiet, delivering every event once to each
-    subscriber in publish order."""
+    subscriber in publish order. A handler that raises publishes nothing, so its saga goes no
+    further that way; the run goes on (the simulation would stop: certify reports it)."""
     world = World()
     ctx = _context(saga, orders, world)
     participants = {s.name: _wrap(saga, s) for s in saga.make_services(state)}
     inputs: dict[str, list[Any]] = {name: [] for name in participants}
     published: list[Event] = []
+    raised: list[Raised] = []
     for order in orders:
-        queue: deque[tuple[str, Any]] = deque([(saga.entry, saga.make_command(order.saga_id, {}))])
+        command = saga.make_command(order.saga_id, order.fields)
+        queue: deque[tuple[str, Any]] = deque([(saga.entry, command)])
         while queue:
             dest, payload = queue.popleft()
             inputs[dest].append(payload)
             participant = participants[dest]
-            _step(participant, payload, ctx)
+            try:
+                _step(participant, payload, ctx)
+            except HandlerError as exc:
+                raised.append(Raised(service=dest, payload=payload, text=exc.raised))
+                continue
             while participant.outbox:
                 event = participant.outbox.popleft()
                 published.append(event)
                 queue.extend((to, event) for to in saga.subscriptions.get(event.type, ()))
-    return CleanRun(inputs=inputs, participants=participants, world=world, published=published)
+    return CleanRun(
+        inputs=inputs, participants=participants, world=world, published=published, raised=raised
+    )
 
 
 def _step(participant: Participant, payload: Any, ctx: StepContext) -> Sequence[Event] | None:
+    """One delivery committed, as `step.serve_batch` commits it; a handler's exception comes
+    out as a `HandlerError` that says where it struck, in the simulation's words."""
     ctx.effects.step(participant.name, payload.saga_id)  # a participant of a test may not
-    if isinstance(payload, Event):
-        return participant.receive(payload, ctx)
-    return participant.execute(payload, ctx)[1]
+    try:
+        if isinstance(payload, Event):
+            return participant.receive(payload, ctx)
+        return participant.execute(payload, ctx)[1]
+    except CrashNow:
+        raise
+    except Exception as exc:
+        exc.add_note(f"while {participant.name} handled {payload.type} of saga {payload.saga_id}")
+        raise handler_error(exc) from exc
 
 
 # -- one service under a perturbation --------------------------------------------------------
@@ -131,6 +202,8 @@ class Driven:
     applicable: bool = True
     #: How many effects each step of the script had.
     effect_counts: list[int] = attrs.Factory(list)
+    #: What the handlers raised, one line each (the script went on past each).
+    raised: list[str] = attrs.Factory(list)
 
 
 def drive(
@@ -148,7 +221,11 @@ def drive(
     run = Driven(participant=_wrap(saga, fresh), world=world)
     for payload, crash, n in script:
         before = len(world.effects)
-        _deliver(run, payload, ctx, crash, n)
+        try:
+            _deliver(run, payload, ctx, crash, n)
+        except HandlerError as exc:  # the delivery is lost with its step; the script goes on
+            run.raised.append(exc.raised)
+            world.crash_after = None
         run.effect_counts.append(len(world.effects) - before)
     return run
 
@@ -191,172 +268,14 @@ def _deliver(run: Driven, payload: Any, ctx: StepContext, crash: str | None, n: 
     _publish(run)
 
 
-# -- comparing what two runs ended with ------------------------------------------------------
-
-
-def plain(value: Any) -> Any:
-    """A value as plain data to compare: attrs classes by field (volatile fields left out: a
-    crash may wipe them), sets sorted, sequences as lists."""
-    from .participant import VOLATILE
-
-    if attrs.has(type(value)):
-        made = {"": type(value).__name__}
-        for field in attrs.fields(type(value)):
-            if not field.metadata.get(VOLATILE):
-                made[field.name] = plain(getattr(value, field.name))
-        return made
-    if isinstance(value, Mapping):
-        return {plain(k): plain(v) for k, v in value.items()}
-    if isinstance(value, set | frozenset):
-        return sorted((plain(v) for v in value), key=repr)
-    if isinstance(value, list | tuple | deque):
-        return [plain(v) for v in value]
-    return value
-
-
-def _event(event: Event) -> dict[str, Any]:
-    made = plain(event)
-    made.pop("timestamp", None)
-    made["type"] = event.type
-    return dict(made)
-
-
-def _effect(effect: Effect) -> dict[str, Any]:
-    return {
-        "system": effect.system,
-        "action": effect.action,
-        "key": effect.key,
-        "params": dict(effect.params),
-        "result": effect.result,
-    }
-
-
-@attrs.frozen(kw_only=True)
-class Ending:
-    """What a service ended with: its state, its events per saga, its applied effects per
-    saga (all plain data)."""
-
-    state: Any
-    events: dict[str, list[dict[str, Any]]]
-    effects: dict[str, list[dict[str, Any]]]
-
-    @classmethod
-    def of(cls, participant: Participant, emitted: Iterable[Event], world: World) -> Ending:
-        events: dict[str, list[dict[str, Any]]] = {}
-        for event in emitted:
-            events.setdefault(event.saga_id, []).append(_event(event))
-        effects: dict[str, list[dict[str, Any]]] = {}
-        for effect in world.effects:
-            if effect.applied and effect.service == participant.name:
-                effects.setdefault(effect.saga_id, []).append(_effect(effect))
-        return cls(state=plain(participant.service), events=events, effects=effects)
-
-
-def _learn(clean: Any, other: Any, names: dict[str, str], conflicts: list[str]) -> None:
-    """Learn the renaming other -> clean from two aligned values (strings that differ)."""
-    if isinstance(clean, str) and isinstance(other, str):
-        if clean == other:
-            return
-        known = names.get(other)
-        if known is None:
-            names[other] = clean
-        elif known != clean:
-            conflicts.append(f"{other!r} stands for both {known!r} and {clean!r}")
-    elif isinstance(clean, dict) and isinstance(other, dict):
-        for key in clean.keys() & other.keys():
-            _learn(clean[key], other[key], names, conflicts)
-    elif isinstance(clean, list) and isinstance(other, list):
-        for a, b in zip(clean, other, strict=False):
-            _learn(a, b, names, conflicts)
-
-
-def _rename(value: Any, names: Mapping[str, str]) -> Any:
-    if isinstance(value, str):
-        return names.get(value, value)
-    if isinstance(value, dict):
-        return {_rename(k, names): _rename(v, names) for k, v in value.items()}
-    if isinstance(value, list):
-        renamed = [_rename(v, names) for v in value]
-        return renamed
-    return value
-
-
-def _differences(path: str, clean: Any, other: Any, out: list[str]) -> None:
-    if isinstance(clean, dict) and isinstance(other, dict):
-        for key in sorted(clean.keys() | other.keys(), key=repr):
-            where = f"{path}.{key}" if path else str(key)
-            if key not in other:
-                out.append(f"{where}: {_short(clean[key])} -> (missing)")
-            elif key not in clean:
-                out.append(f"{where}: (missing) -> {_short(other[key])}")
-            else:
-                _differences(where, clean[key], other[key], out)
-    elif isinstance(clean, list) and isinstance(other, list) and len(clean) == len(other):
-        for index, (a, b) in enumerate(zip(clean, other, strict=True)):
-            _differences(f"{path}[{index}]", a, b, out)
-    elif clean != other:
-        out.append(f"{path}: {_short(clean)} -> {_short(other)}")
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 70 else text[:67] + "..."
-
-
-def _unordered(value: Any) -> Any:
-    """Lists of names (a set's sorted members) sorted again after renaming."""
-    if isinstance(value, dict):
-        return {k: _unordered(v) for k, v in value.items()}
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return sorted(value)
-    if isinstance(value, list):
-        return [_unordered(v) for v in value]
-    return value
-
-
-def _without_event_ids(ending: Ending) -> Ending:
-    events = {
-        saga_id: [{k: v for k, v in e.items() if k != "event_id"} for e in listed]
-        for saga_id, listed in ending.events.items()
-    }
-    return attrs.evolve(ending, events=events)
-
-
-def diff(clean: Ending, other: Ending, *, renaming: bool = False) -> list[str]:
-    """How `other` differs from `clean`, as lines (empty: unchanged). With `renaming`, names
-    handed out in another order are first mapped back through the events and effects."""
-    names: dict[str, str] = {}
-    conflicts: list[str] = []
-    if renaming:
-        # Event ids only say in which order events were made, which a swap changes; they
-        # can also look like the names a service hands out (the travel saga's car-1).
-        clean, other = _without_event_ids(clean), _without_event_ids(other)
-        for saga_id in clean.events.keys() & other.events.keys():
-            _learn(clean.events[saga_id], other.events[saga_id], names, conflicts)
-        for saga_id in clean.effects.keys() & other.effects.keys():
-            _learn(clean.effects[saga_id], other.effects[saga_id], names, conflicts)
-        if len(set(names.values())) != len(names):
-            conflicts.append("two names map to one")
-    found = [f"renaming: {c}" for c in conflicts[:2]]
-    for what, a, b in (
-        ("events", clean.events, other.events),
-        ("effects", clean.effects, other.effects),
-        ("state", clean.state, other.state),
-    ):
-        renamed = _rename(b, names)
-        if renaming:
-            a, renamed = _unordered(a), _unordered(renamed)
-        _differences(what, a, renamed, found)
-    return found
-
-
 # -- the perturbations -------------------------------------------------------------------------
 
 
 @attrs.frozen(kw_only=True)
 class Finding:
-    """One perturbation of one handler, and how the service's ending differed (empty:
-    unchanged)."""
+    """One perturbation of one handler (or the handler in the clean run), how the service's
+    ending differed (empty: unchanged) and what its handlers raised that the clean run did
+    not (a raise is never allowed: the simulation stops on it)."""
 
     service: str
     handler: str  # the message type the handler took
@@ -364,10 +283,15 @@ class Finding:
     instance: str  # which message, e.g. "InventoryReserved of saga-1"
     changes: tuple[str, ...]
     allowed: bool = False
+    raised: tuple[str, ...] = ()
 
     @property
     def row(self) -> str:
         return f"{self.service}.{self.handler}"
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.raised) or (bool(self.changes) and not self.allowed)
 
 
 def _what(payload: Any) -> str:
@@ -399,15 +323,20 @@ def ancestors(saga: SagaDefinition) -> dict[str, frozenset[str]]:
     return {kind: frozenset(up(kind, set())) for kind in (saga.command, *saga.event_types)}
 
 
-def possible(saga_causes: Mapping[str, frozenset[str]], order: Sequence[Any]) -> bool:
-    """Whether messages can reach a service in this order: nothing of a saga comes before
-    one of its causes."""
-    for k, early in enumerate(order):
-        for late in order[k + 1 :]:
-            if early.saga_id == late.saga_id and late.type in saga_causes.get(
-                early.type, frozenset()
-            ):
-                return False
+def swappable(
+    saga_causes: Mapping[str, frozenset[str]], order: Sequence[Any], i: int, j: int
+) -> bool:
+    """Whether messages `i` < `j` of `order` (an order they can come in) can also come
+    swapped: nothing of a saga may come before one of its causes. Only pairs with a moved
+    message can break that, so this is linear, not quadratic, in the messages between."""
+    early, late = order[i], order[j]
+    between = order[i + 1 : j]
+    for other in (*between, early):  # `late` moves ahead of these
+        if other.saga_id == late.saga_id and other.type in saga_causes.get(late.type, ()):
+            return False
+    for other in between:  # and `early` behind these
+        if other.saga_id == early.saga_id and early.type in saga_causes.get(other.type, ()):
+            return False
     return True
 
 
@@ -416,10 +345,18 @@ class Certificate:
     saga: SagaDefinition
     findings: tuple[Finding, ...]
     rows: tuple[str, ...]
+    orders: tuple[Order, ...] = ()
+    #: How many messages the services handled in the clean run.
+    deliveries: int = 0
 
     @property
     def changed(self) -> list[Finding]:
-        return [f for f in self.findings if f.changes and not f.allowed]
+        """What fails the certificate: a difference the saga does not allow, or a raise."""
+        return [f for f in self.findings if f.failed]
+
+    @property
+    def perturbations(self) -> list[Finding]:
+        return [f for f in self.findings if f.perturbation != CLEAN]
 
     @property
     def ok(self) -> bool:
@@ -431,16 +368,40 @@ def certify(saga: SagaDefinition, state: Mapping[str, Any] | None = None) -> Cer
     state = dict(state or {})
     orders = clean_orders(saga)
     clean = clean_run(saga, state, orders)
-    findings: list[Finding] = []
-    rows: list[str] = []
+    findings = _clean_findings(saga, clean)
+    rows = list(dict.fromkeys(f.row for f in findings))
     for service in saga.service_names:
-        for payload in clean.inputs[service]:
-            row = f"{service}.{payload.type}"
-            if row not in rows:
-                rows.append(row)
         findings += _perturb(saga, state, orders, service, clean.inputs[service])
-    findings += _forced_failures(saga, state, orders)
-    return Certificate(saga=saga, findings=tuple(findings), rows=tuple(rows))
+    findings += _forced_failures(saga, state, orders, {r.text for r in clean.raised})
+    return Certificate(
+        saga=saga,
+        findings=tuple(findings),
+        rows=tuple(rows),
+        orders=tuple(orders),
+        deliveries=sum(len(inputs) for inputs in clean.inputs.values()),
+    )
+
+
+def _clean_findings(saga: SagaDefinition, clean: CleanRun) -> list[Finding]:
+    """One finding per handler of the clean run: what it raised, if anything."""
+    found: list[Finding] = []
+    for service in saga.service_names:
+        handled: dict[str, int] = {}
+        for payload in clean.inputs[service]:
+            handled[payload.type] = handled.get(payload.type, 0) + 1
+        for handler, count in handled.items():
+            raised = [r for r in clean.raised if (r.service, r.payload.type) == (service, handler)]
+            found.append(
+                Finding(
+                    service=service,
+                    handler=handler,
+                    perturbation=CLEAN,
+                    instance=_what(raised[0].payload) if raised else f"{count} deliveries",
+                    changes=(),
+                    raised=tuple(dict.fromkeys(r.text for r in raised)),
+                )
+            )
+    return found
 
 
 def _perturb(
@@ -455,11 +416,12 @@ def _perturb(
     plainly: list[tuple[Any, str | None, int]] = [(p, None, 0) for p in inputs]
     base = drive(saga, state, orders, service, plainly)
     ending = Ending.of(base.participant, base.emitted, base.world)
+    known = set(base.raised)  # the clean run's raises, already its own findings
     found: list[Finding] = []
 
-    def note(index: int, perturbation: str, run: Driven, instance: str, rename: bool) -> None:
+    def note(index: int, perturbation: str, run: Driven, instance: str, swap: bool) -> None:
         handler = inputs[index].type
-        changes = diff(ending, Ending.of(run.participant, run.emitted, run.world), renaming=rename)
+        changes = diff(ending, Ending.of(run.participant, run.emitted, run.world), unordered=swap)
         found.append(
             Finding(
                 service=service,
@@ -468,6 +430,7 @@ def _perturb(
                 instance=instance,
                 changes=tuple(changes),
                 allowed=_allowed(saga, service, handler, perturbation),
+                raised=tuple(t for t in dict.fromkeys(run.raised) if t not in known),
             )
         )
 
@@ -492,24 +455,40 @@ def _perturb(
             if driven.applicable:
                 note(i, CRASH_EFFECT, driven, f"{what}, effect {n}", False)
         for j in range(i + 1, len(inputs)):
-            swapped = list(plainly)
-            swapped[i], swapped[j] = swapped[j], swapped[i]
-            if possible(causes, [p for p, _, _ in swapped]):
+            if swappable(causes, inputs, i, j):
+                swapped = list(plainly)
+                swapped[i], swapped[j] = swapped[j], swapped[i]
                 note(i, SWAP, run(swapped), f"{what} <-> {_what(inputs[j])}", True)
     return found
 
 
 def _forced_failures(
-    saga: SagaDefinition, state: Mapping[str, Any], orders: Sequence[Order]
+    saga: SagaDefinition, state: Mapping[str, Any], orders: Sequence[Order], known: set[str]
 ) -> list[Finding]:
     """Each saga of the clean scenario alone, judged by the saga's oracle: a step forced to
-    fail must leave every invariant holding (what a compensation is for)."""
+    fail must leave every invariant holding (what a compensation is for). A saga whose
+    handler raised has no verdict; what it raised is a finding unless the clean run (`known`)
+    already raised it."""
     from .oracle import FinishedRun, judge
     from .saga_log import SagaLog
 
     found: list[Finding] = []
     for order in orders:
         alone = clean_run(saga, state, [order])
+        new = [r for r in alone.raised if r.text not in known]
+        if new:
+            found.append(
+                Finding(
+                    service=new[0].service,
+                    handler=new[0].payload.type,
+                    perturbation=FAILS,
+                    instance=order.describe(),
+                    changes=(),
+                    raised=tuple(dict.fromkeys(r.text for r in new)),
+                )
+            )
+        if alone.raised:
+            continue
         log = SagaLog(saga)
         log.started(order.saga_id, "client", 0)
         for seq, event in enumerate(alone.published, start=1):
@@ -526,17 +505,12 @@ def _forced_failures(
         step = saga.step(order.fail) if order.fail else saga.steps[0]
         index = saga.steps.index(step)
         trigger = saga.command if index == 0 else saga.steps[index - 1].success
-        what = (
-            f"{order.fail} fails for {order.saga_id}"
-            if order.fail
-            else f"{order.saga_id} completes"
-        )
         found.append(
             Finding(
                 service=step.service,
                 handler=trigger,
                 perturbation=FAILS,
-                instance=what,
+                instance=order.describe(),
                 changes=tuple(
                     f"invariant {v.invariant!r} violated: {v.detail}" for v in verdict.violations
                 ),
@@ -557,8 +531,32 @@ def _allowed(saga: SagaDefinition, service: str, handler: str, perturbation: str
 
 # -- the table ---------------------------------------------------------------------------------
 
+#: A cell's verdict: the worst of its findings, in this order.
+RAISES, CHANGED, ALLOWED, UNCHANGED, OK, NOT_APPLICABLE = (
+    "RAISES",
+    "CHANGED",
+    "allowed",
+    "unchanged",
+    "ok",
+    "-",
+)
+
+
+def _verdict(found: Sequence[Finding]) -> str:
+    if not found:
+        return NOT_APPLICABLE
+    if any(f.raised for f in found):
+        return RAISES
+    if any(f.failed for f in found):
+        return CHANGED
+    if any(f.changes for f in found):
+        return ALLOWED
+    return OK if found[0].perturbation == CLEAN else UNCHANGED
+
 
 def format_certificate(cert: Certificate, *, details: int = 3) -> str:
+    """The table handler x perturbation, then the result, and for each failing cell its first
+    finding with up to `details` lines of what raised or changed."""
     cells: dict[tuple[str, str], list[Finding]] = {}
     rows = list(cert.rows)
     for f in cert.findings:
@@ -566,55 +564,71 @@ def format_certificate(cert: Certificate, *, details: int = 3) -> str:
         if f.row not in rows:
             rows.append(f.row)
     width = max([len(r) for r in rows] + [len("handler")])
-    cols = [max(len(c), len("unchanged")) for c in COLUMNS]
+    cols = [max(len(c), len(UNCHANGED)) for c in COLUMNS]
     head = f"{'handler':<{width}}  " + "  ".join(
         f"{c:<{w}}" for c, w in zip(COLUMNS, cols, strict=True)
     )
     lines = [f"certify {cert.saga.name}: every handler x perturbation", "", head, "-" * len(head)]
     for row in rows:
-        shown = []
-        for c in COLUMNS:
-            found = cells.get((row, c), [])
-            if not found:
-                shown.append("-")
-            elif any(f.changes and not f.allowed for f in found):
-                shown.append("CHANGED")
-            elif any(f.changes for f in found):
-                shown.append("allowed")
-            else:
-                shown.append("unchanged")
-        lines.append(
-            f"{row:<{width}}  " + "  ".join(f"{s:<{w}}" for s, w in zip(shown, cols, strict=True))
-        )
-    lines.append("(-: does not apply; unchanged: same state, events and effects as the clean run)")
-    changed = cert.changed
-    if not changed:
-        lines += ["", f"result     PASS: {len(cert.findings)} perturbations, nothing changed"]
+        shown = [_verdict(cells.get((row, c), [])) for c in COLUMNS]
+        cells_text = "  ".join(f"{s:<{w}}" for s, w in zip(shown, cols, strict=True))
+        lines.append(f"{row:<{width}}  {cells_text}".rstrip())
+    lines.append(
+        "(-: does not apply; ok: the handler did not raise; unchanged: same state, events and"
+        " effects as the clean run)"
+    )
+    perturbations = cert.perturbations
+    if cert.ok:
+        lines += [
+            "",
+            f"result     PASS: {len(perturbations)} perturbations of {cert.deliveries} deliveries"
+            f" ({len(cert.orders)} sagas), nothing changed, nothing raised",
+        ]
         return "\n".join(lines)
-    lines += [
-        "",
-        f"result     FAIL: {len(changed)} of {len(cert.findings)} perturbations changed something",
-    ]
-    for f in changed:
-        lines.append(f"  {f.row} x {f.perturbation} ({f.instance}):")
-        lines += [f"      {c}" for c in f.changes[:details]]
-        if len(f.changes) > details:
-            lines.append(f"      ... {len(f.changes) - details} more")
+    clean_raised = [f for f in cert.findings if f.perturbation == CLEAN and f.raised]
+    raising = [f for f in perturbations if f.raised]
+    changed = [f for f in perturbations if f.failed and not f.raised]
+    parts = []
+    if clean_raised:
+        handlers = "handler" if len(clean_raised) == 1 else "handlers"
+        parts.append(f"{len(clean_raised)} {handlers} raised in the clean run")
+    if raising:
+        parts.append(f"{len(raising)} of {len(perturbations)} perturbations made a handler raise")
+    if changed:
+        parts.append(f"{len(changed)} of {len(perturbations)} perturbations changed something")
+    lines += ["", "result     FAIL: " + "; ".join(parts)]
+    named: list[str] = []
+    for row in rows:
+        for c in COLUMNS:
+            failing = [f for f in cells.get((row, c), []) if f.failed]
+            if not failing:
+                continue
+            first = failing[0]
+            named += re.findall(r"saga-\d+", first.instance)
+            lines.append(f"  {first.row} x {first.perturbation} ({first.instance}):")
+            said = [f"raises {r}" for r in first.raised] + list(first.changes)
+            lines += [f"      {line}" for line in said[:details]]
+            if len(said) > details:
+                lines.append(f"      ... {len(said) - details} more")
+            if len(failing) > 1:
+                lines.append(f"      (and {len(failing) - 1} more {c} of {row})")
+    orders = {o.saga_id: o for o in cert.orders}
+    for saga_id in dict.fromkeys(named):
+        if saga_id in orders:
+            lines.append(f"  where {orders[saga_id].describe()}")
     return "\n".join(lines)
 
 
 def certify_command(args: argparse.Namespace) -> int:
-    """`run.py certify [--saga NAME|module:attr]`: exit 1 if anything changed."""
+    """`run.py certify [--saga NAME|module:attr]`: exit 1 if anything changed or raised."""
     saga = load_saga(args.saga)
     try:
         cert = certify(saga)
     except SagaError:
         raise
-    except Exception as exc:  # a handler under test raised: one line, not a traceback
-        print(
-            f"run.py: error: certify {saga.name}: a handler raised {type(exc).__name__}: {exc}",
-            file=sys.stderr,
-        )
+    except Exception as exc:  # the saga's own code failed outside a handler (its services
+        # factory, an order it declares): one line, not a traceback
+        print(f"{program()}: error: certify {saga.name}: {handler_error(exc)}", file=sys.stderr)
         return EXIT_CHANGED
     print(format_certificate(cert))
     return EXIT_OK if cert.ok else EXIT_CHANGED

@@ -39,11 +39,28 @@ class ScenarioError(SagaError):
 
 class HandlerError(SagaError):
     """A service's handler raised during a run: a bug in the system under test, reported on
-    one line with where it happened. `original` is the handler's own exception."""
+    one line with where it happened. `original` is the handler's own exception; `raised` is
+    what it raised, on one line without the run around it (`KeyError: 'x' (while ...)`), for
+    reports that name the run themselves (certify's table)."""
 
-    def __init__(self, message: str, original: BaseException) -> None:
+    def __init__(self, message: str, original: BaseException, raised: str = "") -> None:
         super().__init__(message)
         self.original = original
+        self.raised = raised or message
+
+
+def handler_error(raised: BaseException) -> HandlerError:
+    """The handler's own exception, out of the groups trio's nurseries wrap it in, as one
+    line: its type, its text and where it struck (the notes the runner added). Here, beside
+    `HandlerError`, so that a runner without trio (the certifier) words it the same way."""
+    exc = raised
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    if isinstance(exc, HandlerError):
+        return exc
+    where = "; ".join(getattr(exc, "__notes__", ()))
+    text = f"{type(exc).__name__}: {exc}" + (f" ({where})" if where else "")
+    return HandlerError(f"the run raised {text}", exc, raised=text)
 
 
 class ClusterError(SagaError):

@@ -27,7 +27,8 @@ from faults.base import Decision, Fault, FaultInjector
 from faults.forced import ForcedFailure
 
 from .broker import BusConfig
-from .errors import FaultSpecError, HandlerError, SagaError
+from .errors import FaultSpecError, SagaError
+from .errors import handler_error as handler_error  # re-exported: explore imports it from here
 from .oracle import FinishedRun, Verdict, judge
 from .participant import Participant, World
 from .saga import SagaDefinition, Violation
@@ -232,16 +233,3 @@ def simulate(simulation: Simulation) -> SimulationResult:
         raise
     except Exception as raised:
         raise handler_error(raised) from None
-
-
-def handler_error(raised: BaseException) -> HandlerError:
-    """The handler's own exception, out of the groups trio's nurseries wrap it in, as one
-    line: its type, its text and where it struck."""
-    exc = raised
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    if isinstance(exc, HandlerError):
-        return exc
-    where = "; ".join(getattr(exc, "__notes__", ()))
-    text = f"{type(exc).__name__}: {exc}" + (f" ({where})" if where else "")
-    return HandlerError(f"the run raised {text}", exc)
