@@ -4,7 +4,8 @@ This package owns running a saga definition for real: one OS process per service
 client's orders and the nemesis's kills over a Redis server, and reading the run back for the
 same oracle as the simulation. Its modules: `codec` (the stored form of state and events,
 pure), `server` (finding and starting a private redis-server), `broker` (the keys, the Lua
-scripts and the verbs subscribe/publish/ack/redeliver), `service` (the process of one
+scripts and the verbs subscribe/publish/ack/redeliver), `world` (the outside world the
+handlers' effects reach, recorded apart from every commit), `service` (the process of one
 service), `cluster` (supervisor, client, nemesis, quiet, read-back) and `command`
 (`run.py redis`).
 
