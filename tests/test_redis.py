@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 import trio
 from support import REPO, assert_usage_error, run_py
@@ -121,18 +120,25 @@ async def test_the_worlds_script_answers_every_call_as_the_simulators_world(
     keys = Keys(f"ts:{secrets.token_hex(4)}")
     codec = Codec([Effect])
     pure = World()
-    async with coredis.Redis.from_url(server.url, decode_responses=True) as client:
-        world = WorldClient(client, keys, codec)
-        for n in range(200):
-            system, action = rng.choice(CALLS)
-            key = rng.choice([None, f"k{rng.randrange(15)}"])
-            pure.step(f"service-{n % 3}", f"saga-{n % 7}")
-            expected = pure.call(system, action, key=key, amount_cents=n)
-            draft = attrs.evolve(pure.effects[-1], result="", applied=False)
-            assert await world.ask(draft) == (expected, pure.effects[-1].applied)
-        stored = await read_effects(client, keys, codec)
+    heard: list[Effect] = []
+    client = WorldClient(server.url, keys, codec)
+    world = client.world()
+    world.listener = heard.append
+    for n in range(200):
+        system, action = rng.choice(CALLS)
+        key = rng.choice([None, f"k{rng.randrange(15)}"])
+        for each in (pure, world):
+            each.step(f"service-{n % 3}", f"saga-{n % 7}")
+        assert world.call(system, action, key=key, amount_cents=n) == pure.call(
+            system, action, key=key, amount_cents=n
+        )
+    client.close()
+    async with coredis.Redis.from_url(server.url, decode_responses=True) as reader:
+        stored = await read_effects(reader, keys, codec)
+    assert heard == pure.effects
     assert [effect for _, _, effect in stored] == pure.effects
     assert [seq for _, seq, _ in stored] == list(range(1, 201))
+    assert world.effects == []  # the process keeps none: Redis holds the record
     assert {e.applied for e in pure.effects} == {True, False}  # keys seen and unseen
 
 
@@ -390,15 +396,19 @@ def blocked_module(folder: Path, name: str) -> None:
     (folder / name / "__init__.py").write_text(f"raise ImportError('no {name} here')\n")
 
 
+@pytest.mark.parametrize(
+    ("module", "message"),
+    [
+        ("coredis", "running over Redis needs the coredis client: pip install 'trio-saga[redis]'"),
+        ("redis", "running over Redis needs the redis-py client too: pip install 'trio-saga"),
+    ],
+)
 def test_without_the_extra_the_command_says_how_to_get_it_and_the_simulation_runs(
-    tmp_path: Path,
+    tmp_path: Path, module: str, message: str
 ) -> None:
-    blocked_module(tmp_path, "coredis")
+    blocked_module(tmp_path, module)
     env = {"PYTHONPATH": str(tmp_path)}
-    assert_usage_error(
-        run_py("redis", "happy-path", env=env),
-        "running over Redis needs the coredis client: pip install 'trio-saga[redis]'",
-    )
+    assert_usage_error(run_py("redis", "happy-path", env=env), message)
     done = run_py("scenario", "happy-path", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
 

@@ -169,9 +169,16 @@ def _broker_lost(exc: BaseException) -> bool:
     """Whether `exc` says the server went away (a broker restart): the process stops, and is
     started again when the server is back. Everything it committed is in the server."""
     import coredis.exceptions
+    import redis.exceptions  # the world's client (`world.py`)
 
     return isinstance(
-        exc, coredis.exceptions.ConnectionError | coredis.exceptions.BusyLoadingError | OSError
+        exc,
+        coredis.exceptions.ConnectionError
+        | coredis.exceptions.BusyLoadingError
+        | redis.exceptions.ConnectionError
+        | redis.exceptions.TimeoutError
+        | redis.exceptions.BusyLoadingError
+        | OSError,
     )
 
 
@@ -206,8 +213,11 @@ async def _serve(url: str, ns: str, service: str, saga_ref: str) -> None:
             epoch=epoch,
         )
         faults = ReadFaults(plan, saga, service, epoch)
-        world = WorldClient(client, keys, codec).from_handler()
-        await Worker(saga, participant, broker, faults, world).run()
+        world = WorldClient(url, keys, codec)
+        try:
+            await Worker(saga, participant, broker, faults, world.world()).run()
+        finally:
+            world.close()
 
 
 class Worker:
@@ -284,12 +294,10 @@ class Worker:
         )
         self.faults.decided = []
         reply: Any = None
-        # In a worker thread: a handler's effect is a call it waits for, and each call asks
-        # Redis from there (`world.py`) while this loop does the asking.
         if payload.type == self.saga.command:
-            reply, produced = await trio.to_thread.run_sync(self.participant.execute, payload, ctx)
+            reply, produced = self.participant.execute(payload, ctx)
         else:
-            produced = await trio.to_thread.run_sync(self.participant.receive, payload, ctx)
+            produced = self.participant.receive(payload, ctx)
         new = produced is not None
         if new:
             await self.maybe_crash_before_commit(entry, [e.type for e in produced or ()])

@@ -3,7 +3,8 @@
 every service's commit.
 
 This module owns that world: the Lua script that answers one call, `RedisWorld` (the `World`
-a handler holds in a service's process: each call asks Redis and waits for the answer), and
+a handler holds in a service's process: each call asks Redis and waits for the answer, over a
+synchronous client of its own, since a handler is a plain function that cannot await), and
 `read_effects` (every call of the run read back, for the trace and the oracle). The answer
 follows the simulator's `participant.World` exactly (a key the system has seen gets the first
 call's answer and does nothing; any other call acts and answers `<system>-<n>`), and the
@@ -19,13 +20,14 @@ through the codec.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable
 from typing import Any
 
 import attrs
-import trio
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ..participant import Effect, World
 from .broker import Keys
@@ -81,16 +83,24 @@ class RedisWorld(World):
 
 
 class WorldClient:
-    """The service process's side of the world: the script, over the process's client."""
+    """The service process's side of the world: the script, over a blocking connection that
+    only handlers use (a call holds up the process's loop for one round trip, as a handler's
+    call to a real gateway holds up its step)."""
 
-    def __init__(self, client: Any, keys: Keys, codec: Codec) -> None:
+    def __init__(self, url: str, keys: Keys, codec: Codec) -> None:
         self.keys = keys
         self.codec = codec
-        self._call = client.register_script(CALL)
+        # No retry: a call whose answer was lost must not be made twice behind the handler's
+        # back (a keyless charge would act twice); the process stops, and the step runs again.
+        self.client = redis.Redis.from_url(url, decode_responses=True, retry=Retry(NoBackoff(), 0))
+        self._call = self.client.register_script(CALL)
 
-    async def ask(self, draft: Effect) -> tuple[str, bool]:
+    def close(self) -> None:
+        self.client.close()
+
+    def ask(self, draft: Effect) -> tuple[str, bool]:
         keys = self.keys
-        answer = await self._call(
+        answer = self._call(
             keys=[keys.answers, keys.actions, keys.effects, keys.seq],
             args=[
                 draft.system,
@@ -102,14 +112,8 @@ class WorldClient:
         result, applied = answer
         return str(result), str(applied) == "1"
 
-    def from_handler(self) -> RedisWorld:
-        """The world for handlers run in a worker thread (`trio.to_thread`): each call waits
-        there while the trio loop asks Redis."""
-
-        def remote(draft: Effect) -> tuple[str, bool]:
-            return trio.from_thread.run(functools.partial(self.ask, draft))
-
-        return RedisWorld(remote=remote)
+    def world(self) -> RedisWorld:
+        return RedisWorld(remote=self.ask)
 
 
 async def read_effects(client: Any, keys: Keys, codec: Codec) -> list[tuple[int, int, Effect]]:
