@@ -645,7 +645,9 @@ def test_the_summary_shows_a_check_that_could_not_run_as_not_applicable() -> Non
     # The same run judged without its inventory: stock cannot be checked, and says so.
     participants = {k: v for k, v in result.participants.items() if k != "inventory"}
     result.verdict = judge(
-        FinishedRun(saga=SHOP, saga_log=result.saga_log, participants=participants)
+        FinishedRun(
+            saga=SHOP, saga_log=result.saga_log, participants=participants, world=result.world
+        )
     )
     shown = [line.strip() for line in summarize("two", result, seed=0).splitlines()]
     assert [line for line in shown if line.startswith("[")] == [

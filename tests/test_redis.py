@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import gc
 import json
+import random
+import secrets
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,11 +17,16 @@ import pytest
 import trio
 from support import REPO, assert_usage_error, run_py
 
+from trio_saga.participant import Effect, World
+from trio_saga.redis.broker import Keys
 from trio_saga.redis.cluster import Cluster, ClusterResult
+from trio_saga.redis.codec import Codec
 from trio_saga.redis.server import Server, private_server
 from trio_saga.redis.service import EXIT_FENCED, MIN_IDLE_MS
+from trio_saga.redis.world import WorldClient, read_effects
 from trio_saga.saga import saga_argument
 from trio_saga.scenario import Scenario
+from trio_saga.shop.checks import MONEY
 from trio_saga.shop.services import Inventory, PaymentService
 
 TIMEOUT_S = 40.0
@@ -75,6 +82,11 @@ def shop_totals(done: ClusterResult) -> tuple[int, int]:
     return payment.charged_cents - payment.refunded_cents, completed
 
 
+def gateway(done: ClusterResult, action: str) -> Counter[str]:
+    """How many times the gateway acted on `action` for each saga, from the world read back."""
+    return Counter(e.saga_id for e in done.result.world.applied("gateway", action))
+
+
 @pytest.mark.parametrize(
     "name", ["happy-path", "payment-failure", "shipping-failure", "crash-after-charge"]
 )
@@ -85,12 +97,135 @@ async def test_the_shops_scenarios_end_with_every_saga_finished_and_charged_once
     assert_nothing_lost_nothing_twice(done, mismatches)
     charged, completed = shop_totals(done)
     assert charged == completed
+    payments = done.result.service("payment", PaymentService).payments
+    charged_sagas = [saga for saga, p in payments.items() if p.charge_id is not None]
+    assert gateway(done, "charge") == dict.fromkeys(charged_sagas, 1)
     inventory = done.result.service("inventory", Inventory)
     for sku, initial in inventory.initial.items():
         assert inventory.stock[sku] + inventory.reserved[sku] + inventory.shipped[sku] == initial
     if name == "crash-after-charge":
         assert done.fault_counts["crash_after_commit"] == 3
         assert done.fault_counts["restart"] >= 3
+
+
+CALLS = [("gateway", "charge"), ("gateway", "refund"), ("carrier", "ship")]
+
+
+async def test_the_worlds_script_answers_every_call_as_the_simulators_world(
+    server: Server,
+) -> None:
+    import coredis
+
+    rng = random.Random(11)
+    keys = Keys(f"ts:{secrets.token_hex(4)}")
+    codec = Codec([Effect])
+    pure = World()
+    heard: list[Effect] = []
+    client = WorldClient(server.url, keys, codec)
+    world = client.world()
+    world.listener = heard.append
+    for n in range(200):
+        system, action = rng.choice(CALLS)
+        key = rng.choice([None, f"k{rng.randrange(15)}"])
+        for each in (pure, world):
+            each.step(f"service-{n % 3}", f"saga-{n % 7}")
+        assert world.call(system, action, key=key, amount_cents=n) == pure.call(
+            system, action, key=key, amount_cents=n
+        )
+    client.close()
+    async with coredis.Redis.from_url(server.url, decode_responses=True) as reader:
+        stored = await read_effects(reader, keys, codec)
+    assert heard == pure.effects
+    assert [effect for _, _, effect in stored] == pure.effects
+    assert [seq for _, seq, _ in stored] == list(range(1, 201))
+    assert world.effects == []  # the process keeps none: Redis holds the record
+    assert {e.applied for e in pure.effects} == {True, False}  # keys seen and unseen
+
+
+BEFORE_COMMIT = """
+description = "Payment and shipping SIGKILL themselves after their effects, before their commits."
+seed = 1
+faults = [
+  "crash:service=payment,before=PaymentCharged,downtime=0.1,times=3",
+  "crash:service=payment,before=PaymentRefunded,downtime=0.1",
+  "crash:service=shipping,before=ShipmentCreated,downtime=0.1,times=2",
+]
+
+[[sagas]]
+count = 8
+every = 0.05
+
+[[sagas]]
+count = 2
+start = 0.02
+every = 0.1
+fail = ["shipping"]
+
+[expect]
+completed = 8
+compensated = 2
+"""
+
+
+async def test_a_crash_between_the_effects_and_the_commit_charges_once_per_saga(
+    server: Server,
+) -> None:
+    done, mismatches = await run_scenario(
+        server, Scenario.from_toml("before-commit", BEFORE_COMMIT)
+    )
+    assert_nothing_lost_nothing_twice(done, mismatches)  # the money check counts the gateway
+    assert done.fault_counts["crash_before_commit"] == 6
+    sagas = [f"saga-{n}" for n in range(1, 11)]
+    compensated = [r.saga_id for r in done.result.saga_log if r.status == "compensated"]
+    assert gateway(done, "charge") == dict.fromkeys(sagas, 1)
+    assert gateway(done, "refund") == dict.fromkeys(compensated, 1)
+    # Each lost step ran again and asked again: the key answered, nothing acted twice.
+    answered = Counter(f"{e.system}.{e.action}" for e in done.result.world.effects if not e.applied)
+    assert answered == {"gateway.charge": 3, "gateway.refund": 1, "carrier.ship": 2}
+    records = done.result.trace.records
+    assert sum(r.kind == "effect" for r in records) == len(done.result.world.effects)
+    crashes = Counter(r.info for r in records if r.kind == "crash")
+    assert crashes == {
+        "after its effects, before committing PaymentCharged": 3,
+        "after its effects, before committing PaymentRefunded": 1,
+        "after its effects, before committing ShipmentCreated": 2,
+    }
+
+
+KEYLESS_BEFORE_COMMIT = """
+description = "The planted keyless payment, SIGKILLed after its charge and before its commit."
+saga = "effect_bugs:KEYLESS"
+seed = 1
+faults = ["crash:service=payment,before=PaymentCharged,downtime=0.1"]
+
+[[sagas]]
+count = 3
+every = 0.05
+
+[expect]
+completed = 3
+"""
+
+
+async def test_a_keyless_charge_lost_with_its_commit_is_counted_twice_at_the_gateway(
+    server: Server,
+) -> None:
+    done, mismatches = await run_scenario(
+        server, Scenario.from_toml("keyless", KEYLESS_BEFORE_COMMIT)
+    )
+    assert not done.stuck
+    assert mismatches == []  # as a saga it looks perfect: three completed, charged once each
+    assert done.fault_counts["crash_before_commit"] == 1
+    assert gateway(done, "charge") == {"saga-1": 2, "saga-2": 1, "saga-3": 1}
+    assert [(v.invariant, v.saga_id, v.detail) for v in done.result.violations] == [
+        (MONEY, "saga-1", "charged 2 times at the gateway"),
+        (
+            MONEY,
+            None,
+            "the gateway charged 399.96 - refunded 0.00 = 399.96,"
+            " but completed sagas account for 299.97",
+        ),
+    ]
 
 
 KILL_EACH = """
@@ -242,6 +377,8 @@ def test_the_command_line_runs_a_scenario_and_prints_the_summary(tmp_path: Path)
     )
     published = Counter(r["event"] for r in records if r["kind"] == "publish")
     assert published == {"InventoryReserved": 20, "PaymentCharged": 20, "ShipmentCreated": 20}
+    effects = Counter(r["event"] for r in records if r["kind"] == "effect")
+    assert effects == {"gateway.charge": 20, "carrier.ship": 20}
     assert report.read_text().lower().startswith("<!doctype html>")
 
 
@@ -259,15 +396,19 @@ def blocked_module(folder: Path, name: str) -> None:
     (folder / name / "__init__.py").write_text(f"raise ImportError('no {name} here')\n")
 
 
+@pytest.mark.parametrize(
+    ("module", "message"),
+    [
+        ("coredis", "running over Redis needs the coredis client: pip install 'trio-saga[redis]'"),
+        ("redis", "running over Redis needs the redis-py client too: pip install 'trio-saga"),
+    ],
+)
 def test_without_the_extra_the_command_says_how_to_get_it_and_the_simulation_runs(
-    tmp_path: Path,
+    tmp_path: Path, module: str, message: str
 ) -> None:
-    blocked_module(tmp_path, "coredis")
+    blocked_module(tmp_path, module)
     env = {"PYTHONPATH": str(tmp_path)}
-    assert_usage_error(
-        run_py("redis", "happy-path", env=env),
-        "running over Redis needs the coredis client: pip install 'trio-saga[redis]'",
-    )
+    assert_usage_error(run_py("redis", "happy-path", env=env), message)
     done = run_py("scenario", "happy-path", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
 

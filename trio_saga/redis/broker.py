@@ -128,6 +128,21 @@ class Keys:
     def crashes(self) -> str:
         return f"{self.ns}:crashes"
 
+    # The outside world (`world.py`): kept apart from every service's keys, since no commit
+    # and no fence ever touches it.
+
+    @property
+    def effects(self) -> str:
+        return f"{self.ns}:world:effects"
+
+    @property
+    def answers(self) -> str:
+        return f"{self.ns}:world:answers"
+
+    @property
+    def actions(self) -> str:
+        return f"{self.ns}:world:actions"
+
 
 def groups(saga: SagaDefinition) -> dict[str, tuple[str, ...]]:
     """Stream kind (event type or the command) -> the consumer groups reading it."""

@@ -3,11 +3,11 @@ placing the scenario's orders, a nemesis carrying out timed kills, a supervisor 
 what died, a wait for quiet, and the run read back for the same oracle as the simulation.
 
 This module owns the life of one cluster run and what it reads back: each service's stored
-state and inbox, and a saga log and trace rebuilt from the streams (entries in relay order,
-numbered by the run's one counter) and from the supervisor's own marks (crash, restart,
-pause, resume). It must never judge a run itself (`oracle.judge` does), never touch a key
-outside the run's namespace, and never run code a stored value names: the saga comes from the
-scenario the user chose.
+state and inbox, the outside world's calls (`world.py`), and a saga log and trace rebuilt from
+the streams and those calls (in the order of the run's one counter) and from the supervisor's
+own marks (crash, restart, pause, resume). It must never judge a run itself (`oracle.judge`
+does), never touch a key outside the run's namespace, and never run code a stored value names:
+the saga comes from the scenario the user chose.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from faults.crash import Crash
 from faults.registry import parse_fault
 
 from ..oracle import FinishedRun, judge
-from ..participant import Participant
+from ..participant import Effect, Participant, World
 from ..saga import SagaDefinition
 from ..saga_log import SagaLog
 from ..simulation import SagaOrder, SimulationResult
@@ -41,6 +41,7 @@ from . import RedisRunError
 from .broker import ORDER, Keys, groups
 from .codec import Codec
 from .service import EXIT_BROKER_LOST, EXIT_FENCED, EXIT_RELOAD
+from .world import read_effects
 
 #: How long a run may take to go quiet after its last order and timed fault, in seconds.
 DEFAULT_TIMEOUT_S = 60.0
@@ -279,10 +280,11 @@ class Cluster:
             return
         downtime = self.downtime.pop(service, None)
         stored = await patiently(lambda: client.get(self.keys.downtime(service)))
-        if stored is not None:
+        if stored is not None:  # the service's own kill: "SECONDS|what it interrupted"
             await patiently(lambda: client.delete([self.keys.downtime(service)]))
-            downtime = float(stored) if downtime is None else downtime
-            self.mark("crash", service, "after a commit, before the relay")
+            seconds, _, interrupted = str(stored).partition("|")
+            downtime = float(seconds) if downtime is None else downtime
+            self.mark("crash", service, interrupted)
         if code == EXIT_BROKER_LOST:
             self.mark("broker_lost", service)
             downtime = BROKER_RETRY_S
@@ -489,6 +491,12 @@ class Cluster:
                 seq = int(item.field_values["seq"])
                 payload = self.codec.loads(item.field_values["e"])
                 rows.append((max(0, round((ms - t0_ms) * 1000)), seq, kind, payload))
+        # The outside world's calls, in their place: each took its number from the same
+        # counter before its step committed, so it comes before the events that step published.
+        calls = await read_effects(client, self.keys, self.codec)
+        for ms, seq, effect in calls:
+            rows.append((max(0, round((ms - t0_ms) * 1000)), seq, "", effect))
+        world = World(effects=[effect for _, _, effect in calls])
         rows.sort(key=lambda r: r[1])
         # Relay order (the counter) is the truth; times only place the supervisor's marks.
         entries: list[tuple[int, int, Any, Any]] = []
@@ -506,7 +514,17 @@ class Cluster:
                 m = marks[i]
                 trace.add(m.t_us, m.kind, m.node, info=m.info)
                 i += 1
-            if kind == self.saga.command:
+            if isinstance(payload, Effect):
+                trace.add(
+                    t_us,
+                    "effect",
+                    payload.service,
+                    payload.saga_id,
+                    f"{payload.system}.{payload.action}",
+                    payload.key or "",
+                    payload.describe(),
+                )
+            elif kind == self.saga.command:
                 seq = trace.add(
                     t_us,
                     "start",
@@ -538,6 +556,7 @@ class Cluster:
                 saga_log=saga_log,
                 participants=participants,
                 ordered=[o.saga_id for o in self.orders],
+                world=world,
             )
         )
         last_us = max([r[0] for r in entries] + [m.t_us for m in marks], default=0)
@@ -551,6 +570,7 @@ class Cluster:
             violations=list(verdict.violations),
             verdict=verdict,
             virtual_us=last_us,
+            world=world,
             wall_s=wall_s,
             stopped_early=stuck,
         )

@@ -5,11 +5,14 @@ This module owns the life of one service's process: take a new epoch (which fenc
 earlier process of the same service, a zombie included), rebuild the participant from its
 stored state and inbox, relay what a crash left in the outbox, drain its own pending entries,
 then read, apply the faults that strike where a consumer reads (drop, delay, duplicate,
-reorder, a partition's cut), commit each step atomically, crash right after a commit when a
-`crash:after=` fault says so (a real SIGKILL of itself, before the relay), relay, and sweep
-with XAUTOCLAIM for entries left unacknowledged. It must never decide a step itself (the
-participant does), never write a key but through the broker's scripts, and never import code
-that its command line did not name (the run plan in Redis is data: fault specs, saga ids).
+reorder, a partition's cut), run each handler against the outside world in Redis (`world.py`:
+its calls are recorded before the commit), crash between those effects and the commit when a
+`crash:before=` fault says so, commit each step atomically, crash right after a commit when a
+`crash:after=` fault says so (each a real SIGKILL of itself), relay, and sweep with
+XAUTOCLAIM for entries left unacknowledged. It must never decide a step itself (the
+participant does), never write a key but through the broker's and the world's scripts, and
+never import code that its command line did not name (the run plan in Redis is data: fault
+specs, saga ids).
 
 Exit statuses: 3 when fenced off (a newer process of this service exists), 4 when its stored
 state disagreed with what it held (it is restarted and reloads), 5 when it lost the server (a
@@ -31,7 +34,7 @@ from typing import Any
 import trio
 
 from faults.base import Fault, RateFault, Transmission
-from faults.crash import Crash
+from faults.crash import ANY, Crash
 from faults.forced import ForcedFailure
 from faults.partition import Partition
 from faults.registry import parse_fault
@@ -41,6 +44,7 @@ from ..saga import SagaDefinition, load_saga
 from ..trace import US
 from .broker import COMMITTED, DUPLICATE, FENCED, Entry, Keys, RedisBroker
 from .codec import Codec
+from .world import RedisWorld, WorldClient
 
 EXIT_FENCED, EXIT_RELOAD, EXIT_BROKER_LOST = 3, 4, 5
 #: How long an entry sits unacknowledged before the sweep claims it, and how often it looks.
@@ -48,14 +52,18 @@ MIN_IDLE_MS = 500
 SWEEP_EVERY_S = 0.25
 BLOCK_MS = 50
 BATCH = 100
+#: What the supervisor's trace line says a `crash:after=` kill interrupted.
+AFTER_COMMIT = "after a commit, before the relay"
 
 
-#: Lua: whether a `crash:after=` fault is due (its count so far below `times`); if so, count
-#: it and leave the downtime. KEYS: crashes, downtime, faults. ARGV: field, times, downtime.
+#: Lua: whether a `crash:after=` or `crash:before=` fault is due (its count so far below
+#: `times`); if so, count it and leave the downtime and what the crash interrupted for the
+#: supervisor ("SECONDS|TEXT"). KEYS: crashes, downtime, faults. ARGV: field, times, downtime
+#: and text, the fault count's name.
 CRASH_DUE = """
 if redis.call('HINCRBY', KEYS[1], ARGV[1], 1) > tonumber(ARGV[2]) then return 0 end
 redis.call('SET', KEYS[2], ARGV[3])
-redis.call('HINCRBY', KEYS[3], 'crash_after_commit', 1)
+redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
 return 1
 """
 
@@ -93,6 +101,11 @@ class ReadFaults:
             (index, f)
             for index, f in enumerate(faults)
             if isinstance(f, Crash) and f.service == service and f.after is not None
+        ]
+        self.precommit = [
+            (index, f)
+            for index, f in enumerate(faults)
+            if isinstance(f, Crash) and f.service == service and f.before is not None
         ]
         self.cuts = [f for f in faults if isinstance(f, Partition) and f.service == service]
         self.decided: list[str] = []
@@ -156,9 +169,16 @@ def _broker_lost(exc: BaseException) -> bool:
     """Whether `exc` says the server went away (a broker restart): the process stops, and is
     started again when the server is back. Everything it committed is in the server."""
     import coredis.exceptions
+    import redis.exceptions  # the world's client (`world.py`)
 
     return isinstance(
-        exc, coredis.exceptions.ConnectionError | coredis.exceptions.BusyLoadingError | OSError
+        exc,
+        coredis.exceptions.ConnectionError
+        | coredis.exceptions.BusyLoadingError
+        | redis.exceptions.ConnectionError
+        | redis.exceptions.TimeoutError
+        | redis.exceptions.BusyLoadingError
+        | OSError,
     )
 
 
@@ -193,7 +213,11 @@ async def _serve(url: str, ns: str, service: str, saga_ref: str) -> None:
             epoch=epoch,
         )
         faults = ReadFaults(plan, saga, service, epoch)
-        await Worker(saga, participant, broker, faults).run()
+        world = WorldClient(url, keys, codec)
+        try:
+            await Worker(saga, participant, broker, faults, world.world()).run()
+        finally:
+            world.close()
 
 
 class Worker:
@@ -203,11 +227,13 @@ class Worker:
         participant: Participant,
         broker: RedisBroker,
         faults: ReadFaults,
+        world: RedisWorld,
     ) -> None:
         self.saga = saga
         self.participant = participant
         self.broker = broker
         self.faults = faults
+        self.world = world
         self.name = broker.service
         self.committed = False
 
@@ -262,7 +288,9 @@ class Worker:
     async def step(self, entry: Entry) -> None:
         payload = entry.payload
         ctx = StepContext(
-            timestamp=self.faults.now_us() // US, forced_failure=self.faults.forced_failure
+            timestamp=self.faults.now_us() // US,
+            forced_failure=self.faults.forced_failure,
+            effects=self.world,
         )
         self.faults.decided = []
         reply: Any = None
@@ -271,6 +299,8 @@ class Worker:
         else:
             produced = self.participant.receive(payload, ctx)
         new = produced is not None
+        if new:
+            await self.maybe_crash_before_commit(entry, [e.type for e in produced or ()])
         outbox = list(self.participant.outbox)
         self.participant.outbox.clear()  # the stored outbox is the real one
         answer = await self.broker.ack(
@@ -300,17 +330,35 @@ class Worker:
             rng = random.Random(f"{self.faults.seed}:{self.name}:{saga_id}:{index}")
             if rng.random() >= crash.p:
                 continue
-            # One script: the crash is used up, its downtime left for the supervisor and
-            # counted, together or not at all (a kill from outside may strike any time).
-            keys = self.broker.keys
-            due = await self.broker.client.eval(
-                CRASH_DUE,
-                [keys.crashes, keys.downtime(self.name), keys.faults],
-                [f"{self.name}:{index}", str(crash.times), str(crash.downtime)],
-            )
-            if not int(due):
+            if await self.crash_due(index, crash, AFTER_COMMIT, "crash_after_commit"):
+                os.kill(os.getpid(), signal.SIGKILL)  # right after the commit, before the relay
+
+    async def maybe_crash_before_commit(self, entry: Entry, produced: list[str]) -> None:
+        """A `crash:before=` fault: the step's effects are in the world, its commit is not
+        made; the entry stays pending and the next process runs the step again."""
+        for index, crash in self.faults.precommit:
+            if not (crash.before == ANY or crash.before in produced):
                 continue
-            os.kill(os.getpid(), signal.SIGKILL)  # right after the commit, before the relay
+            # The epoch in the draw: a step run again after this crash draws afresh.
+            where = f"{self.name}:{entry.payload.saga_id}:{entry.kind}:{index}"
+            rng = random.Random(f"{self.faults.seed}:{where}:{self.broker.epoch}")
+            if rng.random() >= crash.p:
+                continue
+            what = produced[0] if produced else "nothing"
+            info = f"after its effects, before committing {what}"  # the simulation's words
+            if await self.crash_due(index, crash, info, "crash_before_commit"):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    async def crash_due(self, index: int, crash: Crash, info: str, count: str) -> bool:
+        # One script: the crash is used up, its downtime left for the supervisor and counted,
+        # together or not at all (a kill from outside may strike any time).
+        keys = self.broker.keys
+        due = await self.broker.client.eval(
+            CRASH_DUE,
+            [keys.crashes, keys.downtime(self.name), keys.faults],
+            [f"{self.name}:{index}", str(crash.times), f"{crash.downtime}|{info}", count],
+        )
+        return bool(int(due))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
