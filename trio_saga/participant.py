@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import attrs
 
@@ -89,29 +89,27 @@ class World:
     def step(self, service: str, saga_id: str) -> None:
         self._service, self._saga_id = service, saga_id
 
+    #: Whether this world keeps the record of its calls in `effects` (the Redis runtime's
+    #: world does not: the run's record is kept in Redis).
+    keeps_record: ClassVar[bool] = True
+
     def call(self, system: str, action: str, *, key: str | None = None, **params: Any) -> str:
         """Ask `system` to do `action` (keyword parameters); returns its answer. With `key`,
         a repeated call returns the first answer and does nothing."""
-        known = None if key is None else self._results.get((system, key))
-        if known is None:
-            n = self._counts.get(system, 0) + 1
-            self._counts[system] = n
-            result, applied = f"{system}-{n}", True
-            if key is not None:
-                self._results[(system, key)] = result
-        else:
-            result, applied = known, False
+        shown = tuple(sorted(params.items()))
+        result, applied = self.answer(system, action, key, shown)
         effect = Effect(
             service=self._service,
             saga_id=self._saga_id,
             system=system,
             action=action,
             key=key,
-            params=tuple(sorted(params.items())),
+            params=shown,
             result=result,
             applied=applied,
         )
-        self.effects.append(effect)
+        if self.keeps_record:
+            self.effects.append(effect)
         if self.listener is not None:
             self.listener(effect)
         if self.crash_after is not None:
@@ -120,6 +118,22 @@ class World:
                 self.crash_after = None
                 raise CrashNow(effect.describe())
         return result
+
+    def answer(
+        self, system: str, action: str, key: str | None, params: tuple[tuple[str, Any], ...]
+    ) -> tuple[str, bool]:
+        """What `system` answers a call, and whether it acted: a key it has seen gets the
+        first call's answer and nothing is done; any other call acts, answering
+        `<system>-<n>`."""
+        known = None if key is None else self._results.get((system, key))
+        if known is not None:
+            return known, False
+        n = self._counts.get(system, 0) + 1
+        self._counts[system] = n
+        result = f"{system}-{n}"
+        if key is not None:
+            self._results[(system, key)] = result
+        return result, True
 
     def applied(self, system: str, action: str) -> list[Effect]:
         """The calls of `action` that `system` acted on, in order."""

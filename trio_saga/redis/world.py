@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import redis
@@ -59,27 +59,29 @@ Remote = Callable[[Effect], tuple[str, bool]]
 
 @attrs.define
 class RedisWorld(World):
-    """The world as a handler in a service's process sees it: `call` as the simulator's
-    `World.call` (same arguments, same answers, the same `listener`), decided and recorded by
-    Redis through `remote`. Its `effects` stays empty: the run's record is the Redis stream."""
+    """The world as a handler in a service's process sees it: the simulator's `World`, whose
+    answers `remote` asks Redis for (which decides and records each call at once). Its
+    `effects` stays empty: the run's record is the Redis stream."""
 
     remote: Remote = attrs.field(kw_only=True)
 
-    def call(self, system: str, action: str, *, key: str | None = None, **params: Any) -> str:
-        draft = Effect(
-            service=self._service,
-            saga_id=self._saga_id,
-            system=system,
-            action=action,
-            key=key,
-            params=tuple(sorted(params.items())),
-            result="",
-            applied=False,
+    keeps_record: ClassVar[bool] = False
+
+    def answer(
+        self, system: str, action: str, key: str | None, params: tuple[tuple[str, Any], ...]
+    ) -> tuple[str, bool]:
+        return self.remote(
+            Effect(
+                service=self._service,
+                saga_id=self._saga_id,
+                system=system,
+                action=action,
+                key=key,
+                params=params,
+                result="",
+                applied=False,
+            )
         )
-        result, applied = self.remote(draft)
-        if self.listener is not None:
-            self.listener(attrs.evolve(draft, result=result, applied=applied))
-        return result
 
 
 class WorldClient:
