@@ -236,3 +236,78 @@ def test_scenarios_run_is_make_demo(tmp_path: Path) -> None:
 def test_stdio_options_before_a_command_are_a_usage_error() -> None:
     done = run_py("--fault", "drop:p=1", "scenarios")
     assert_usage_error(done, "--fault before the command is a stdio-mode option")
+
+
+#: What a plain `run.py scenario NAME` must never load: the test tools, and the modules of the
+#: other commands (each imported by its own command only), with their dependencies.
+NOT_FOR_A_PLAIN_RUN = (
+    "pytest",
+    "_pytest",
+    "hypothesis",
+    "trio.testing",
+    "multiprocessing",
+    "trio_saga.explore",
+    "trio_saga.explore_text",
+    "trio_saga.shrink",
+    "trio_saga.swarm",
+    "trio_saga.redis",
+    "trio_saga.cluster",
+    "trio_saga.certify",
+    "trio_saga.report",
+    "trio_saga.diagram",
+    "trio_saga.stdio",
+)
+
+IMPORT_LINE = re.compile(r"^import time:\s+\d+ \|\s+\d+ \| ( *)(\S+)$")
+
+
+def test_a_plain_scenario_run_imports_only_what_it_needs() -> None:
+    # -X importtime's report (on stderr) names every module the process imported.
+    done = run_command("scenario", "happy-path", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    imported = {
+        found.group(2)
+        for found in map(IMPORT_LINE.match, done.stderr.splitlines())
+        if found is not None
+    }
+    assert {"trio", "trio_saga.cli", "trio_saga.simulation", "trio_saga.summary"} <= imported
+    loaded = sorted(
+        name
+        for name in imported
+        if any(name == banned or name.startswith(banned + ".") for banned in NOT_FOR_A_PLAIN_RUN)
+    )
+    assert loaded == []
+
+
+COMMANDS = ["scenarios", "scenario", "explore", "redis", "certify", "replay"]
+
+
+def test_help_lists_every_command_in_order_each_with_its_help() -> None:
+    # redis's parser lives in its own module and is built only when needed: --help needs it.
+    done = run_py("--help")
+    assert done.returncode == 0, done.stderr
+    listed = re.findall(r"^    ([a-z]+) {2,}(\S.*)$", done.stdout, flags=re.MULTILINE)
+    assert [name for name, _ in listed] == COMMANDS
+    assert dict(listed)["redis"].startswith("run one scenario for real")
+
+
+def test_an_unknown_command_is_a_usage_error_naming_the_commands_in_order() -> None:
+    done = run_py("nope")
+    assert_usage_error(done)
+    choices = ", ".join(f"'{name}'" for name in COMMANDS)
+    assert re.fullmatch(
+        rf"run\.py: error: argument COMMAND: invalid choice: 'nope' \(choose from {choices}\)"
+        r" \(try --help\)\n",
+        done.stderr,
+    ), done.stderr
+
+
+def test_the_redis_commands_own_options_are_parsed_and_shown() -> None:
+    done = run_py("redis", "--help")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: run.py redis [-h]")
+    for option in ("--seed", "--redis URL", "--trace PATH", "--report PATH", "--timeout SECONDS"):
+        assert option in done.stdout, option
+    assert_usage_error(
+        run_py("redis", "happy-path", "--timeout", "soon"), "argument --timeout: invalid float"
+    )

@@ -15,51 +15,117 @@ The layout, ground floor first (every import points down):
     explore, report, diagram   many seeds; what a person reads
     stdio, cli, commands       the Maelstrom node and the command line
 
-The public API is re-exported here; see the README.
+The public API is re-exported here; see the README. Each name is imported from its module on
+first use (PEP 562), so that importing one module of the package (the command line, `faults`
+needing only `errors`) does not import trio and the whole simulation with it.
 """
 
 from __future__ import annotations
 
-from .broker import Broker, BusConfig, Delivery, StepHost
-from .errors import (
-    ClusterError,
-    FaultSpecError,
-    MalformedRequest,
-    SagaError,
-    ScenarioError,
-)
-from .events import Accepted, Event, Refused, StartSaga
-from .oracle import FinishedRun, Verdict, check, judge
-from .participant import EventIds, Participant, SagaService, StepContext
-from .saga import (
-    Check,
-    SagaDefinition,
-    SagaDefinitionError,
-    Step,
-    Violation,
-    load_saga,
-)
-from .saga_log import SagaLog, SagaRecord
-from .shop import SHOP
-from .shop.events import (
-    InventoryReleased,
-    InventoryReservationFailed,
-    InventoryReserved,
-    PaymentCharged,
-    PaymentFailed,
-    PaymentRefunded,
-    ReservationAccepted,
-    ReservationRefused,
-    ReserveInventory,
-    ShipmentCreated,
-    ShipmentFailed,
-)
-from .shop.services import Inventory, PaymentService, ShippingService, default_services
-from .sim import Runtime, SimBroker
-from .sim import SimBroker as EventBus
-from .simulation import SagaOrder, Simulation, SimulationResult, orders, simulate
-from .step import serve_batch
-from .trace import Record, Trace
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what a type checker and an editor see; at run time, __getattr__ below
+    from .broker import Broker, BusConfig, Delivery, StepHost
+    from .errors import (
+        ClusterError,
+        FaultSpecError,
+        MalformedRequest,
+        SagaError,
+        ScenarioError,
+    )
+    from .events import Accepted, Event, Refused, StartSaga
+    from .oracle import FinishedRun, Verdict, check, judge
+    from .participant import EventIds, Participant, SagaService, StepContext
+    from .saga import (
+        Check,
+        SagaDefinition,
+        SagaDefinitionError,
+        Step,
+        Violation,
+        load_saga,
+    )
+    from .saga_log import SagaLog, SagaRecord
+    from .shop import SHOP
+    from .shop.events import (
+        InventoryReleased,
+        InventoryReservationFailed,
+        InventoryReserved,
+        PaymentCharged,
+        PaymentFailed,
+        PaymentRefunded,
+        ReservationAccepted,
+        ReservationRefused,
+        ReserveInventory,
+        ShipmentCreated,
+        ShipmentFailed,
+    )
+    from .shop.services import Inventory, PaymentService, ShippingService, default_services
+    from .sim import Runtime, SimBroker
+    from .sim import SimBroker as EventBus
+    from .simulation import SagaOrder, Simulation, SimulationResult, orders, simulate
+    from .step import serve_batch
+    from .trace import Record, Trace
+
+#: Where each public name lives: its module, and `:NAME` when the module calls it otherwise.
+_HOMES: dict[str, str] = {
+    "Broker": ".broker",
+    "BusConfig": ".broker",
+    "Delivery": ".broker",
+    "StepHost": ".broker",
+    "ClusterError": ".errors",
+    "FaultSpecError": ".errors",
+    "MalformedRequest": ".errors",
+    "SagaError": ".errors",
+    "ScenarioError": ".errors",
+    "Accepted": ".events",
+    "Event": ".events",
+    "Refused": ".events",
+    "StartSaga": ".events",
+    "FinishedRun": ".oracle",
+    "Verdict": ".oracle",
+    "check": ".oracle",
+    "judge": ".oracle",
+    "EventIds": ".participant",
+    "Participant": ".participant",
+    "SagaService": ".participant",
+    "StepContext": ".participant",
+    "Check": ".saga",
+    "SagaDefinition": ".saga",
+    "SagaDefinitionError": ".saga",
+    "Step": ".saga",
+    "Violation": ".saga",
+    "load_saga": ".saga",
+    "SagaLog": ".saga_log",
+    "SagaRecord": ".saga_log",
+    "SHOP": ".shop",
+    "InventoryReleased": ".shop.events",
+    "InventoryReservationFailed": ".shop.events",
+    "InventoryReserved": ".shop.events",
+    "PaymentCharged": ".shop.events",
+    "PaymentFailed": ".shop.events",
+    "PaymentRefunded": ".shop.events",
+    "ReservationAccepted": ".shop.events",
+    "ReservationRefused": ".shop.events",
+    "ReserveInventory": ".shop.events",
+    "ShipmentCreated": ".shop.events",
+    "ShipmentFailed": ".shop.events",
+    "Inventory": ".shop.services",
+    "PaymentService": ".shop.services",
+    "ShippingService": ".shop.services",
+    "default_services": ".shop.services",
+    "Runtime": ".sim",
+    "SimBroker": ".sim",
+    "EventBus": ".sim:SimBroker",
+    "SagaOrder": ".simulation",
+    "Simulation": ".simulation",
+    "SimulationResult": ".simulation",
+    "orders": ".simulation",
+    "simulate": ".simulation",
+    "serve_batch": ".step",
+    "Record": ".trace",
+    "Trace": ".trace",
+}
 
 __all__ = [
     "SHOP",
@@ -119,3 +185,19 @@ __all__ = [
     "serve_batch",
     "simulate",
 ]
+
+
+if not TYPE_CHECKING:  # hidden from type checkers, which would let any name through it
+
+    def __getattr__(name: str) -> Any:
+        home = _HOMES.get(name)
+        if home is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        module, _, attribute = home.partition(":")
+        value = getattr(importlib.import_module(module, __name__), attribute or name)
+        globals()[name] = value  # from now on a plain lookup
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -11,8 +11,8 @@ import argparse
 import gc
 import io
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import trio
 
@@ -65,6 +65,58 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+if TYPE_CHECKING:
+    _SubParsers = argparse._SubParsersAction[Parser]
+else:  # not subscriptable at run time
+    _SubParsers = argparse._SubParsersAction
+
+
+class Commands(_SubParsers):
+    """The commands, where a command whose parser lives in its own module (`redis`) gets that
+    parser only when it is needed: when the command is given, or --help lists the commands.
+    Until then it holds its place, so that the listing and the choices of an error stay in
+    order, and a plain `run.py scenario NAME` never imports the module."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._later: dict[str, Callable[[_SubParsers], None]] = {}
+
+    def add_later(self, name: str, add: Callable[[_SubParsers], None]) -> None:
+        """`name`'s place; `add(self)` adds its parser (with its help) once it is needed."""
+        self.add_parser(name, help="")
+        self._later[name] = add
+
+    def _build(self, name: str) -> None:
+        add = self._later.pop(name)
+        order = list(self._name_parser_map)
+        slot = [choice.dest for choice in self._choices_actions].index(name)
+        del self._name_parser_map[name], self._choices_actions[slot]
+        before = len(self._choices_actions)
+        add(self)
+        added = self._choices_actions[before:]
+        del self._choices_actions[before:]
+        self._choices_actions[slot:slot] = added
+        for key in order:  # back into the order of the choices (the same dict, in place)
+            self._name_parser_map[key] = self._name_parser_map.pop(key)
+
+    def _get_subactions(self) -> list[argparse.Action]:
+        for name in list(self._later):  # --help lists every command with its help
+            self._build(name)
+        return super()._get_subactions()
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        assert isinstance(values, list)
+        if values and values[0] in self._later:
+            self._build(values[0])
+        super().__call__(parser, namespace, values, option_string)
+
+
 def build_parser() -> Parser:
     parser = Parser(
         prog=program(), description=DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter
@@ -91,7 +143,12 @@ def build_parser() -> Parser:
         action="store_true",
         help="stdio mode: read the next line without waiting for quiet",
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    commands = cast(
+        Commands,
+        parser.add_subparsers(
+            dest="command", metavar="COMMAND", parser_class=Parser, action=Commands
+        ),
+    )
 
     scenarios = commands.add_parser("scenarios", help="list the named scenarios")
     scenarios.add_argument(
@@ -188,7 +245,7 @@ def build_parser() -> Parser:
     )
 
     # -- issue 13: `run.py redis` (trio_saga/redis/command.py) ------------------------------
-    _add_redis_parser(commands)
+    commands.add_later("redis", _add_redis_parser)
     # -- end issue 13 ---------------------------------------------------------------------
 
     certify = commands.add_parser(
@@ -300,7 +357,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _add_redis_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """`run.py redis ...` (issue 13): its parser lives with the command, which imports no
-    optional dependency at import time."""
+    optional dependency at import time; `Commands` calls this only when the parser is needed."""
     from .redis.command import add_parser
 
     add_parser(commands)

@@ -13,19 +13,21 @@ import argparse
 import functools
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import attrs
 
-from .diagram import mermaid
 from .errors import EXIT_FAILED, EXIT_OK, SagaError, ScenarioError, program
-from .explore import RunCrashed, explore
-from .explore_text import ProgressBar, decisions_text, format_explore, replay_command_line
 from .files import check_writable, write_text
 from .oracle import number_of
 from .scenario import Scenario, scenario_dir, scenario_names
-from .shrink import ReplayFile, trace_digest, violation_of
 from .simulation import SimulationResult, simulate
 from .summary import summarize
+
+# explore (with multiprocessing), shrink, diagram and report are imported by the commands that
+# use them: `run.py scenario NAME` is run often and should pay only for a run and its summary.
+if TYPE_CHECKING:
+    from .shrink import ReplayFile
 
 
 @attrs.frozen(kw_only=True)
@@ -121,6 +123,8 @@ def scenario_command(args: argparse.Namespace) -> int:
         write_text(trace_path, done.result.trace.dump())
         written.append(f"trace {trace_path} ({len(done.result.trace)} lines)")
     if diagram_path is not None:
+        from .diagram import mermaid
+
         write_text(diagram_path, mermaid(done.result.trace, saga, saga=scenario.saga))
         written.append(f"diagram {diagram_path}")
     if report_path is not None:
@@ -138,6 +142,9 @@ def scenario_command(args: argparse.Namespace) -> int:
 
 def explore_command(args: argparse.Namespace) -> int:
     """`run.py explore`: exit 1 if any run violated an invariant."""
+    from .explore import RunCrashed, explore
+    from .explore_text import ProgressBar, format_explore, replay_command_line
+
     if args.seeds is not None and args.seeds < 1:
         raise SagaError("--seeds must be at least 1")
     if args.jobs < 1:
@@ -189,6 +196,9 @@ def explore_command(args: argparse.Namespace) -> int:
 def replay_command(args: argparse.Namespace) -> int:
     """`run.py replay FILE [--trace PATH] [--diagram PATH] [--saga ID] [--report PATH]`:
     re-run a saved run from its decisions; exit 1 if it violates an invariant."""
+    from .explore_text import decisions_text
+    from .shrink import ReplayFile
+
     replay = ReplayFile.load(args.file)
     saga_def = replay.load_saga(args.saga_def)
     scenario = replay.load_scenario(saga_def)
@@ -236,6 +246,8 @@ def replay_command(args: argparse.Namespace) -> int:
 
 
 def _replay_verdict(replay: ReplayFile, result: SimulationResult) -> str:
+    from .shrink import trace_digest, violation_of
+
     found = violation_of(result, replay.invariant)
     number = number_of(result.saga, replay.invariant)
     if found is not None:
