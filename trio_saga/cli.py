@@ -72,18 +72,23 @@ else:  # not subscriptable at run time
 
 
 class Commands(_SubParsers):
-    """The commands, where a command whose parser lives in its own module (`redis`) gets that
-    parser only when it is needed: when the command is given, or --help lists the commands.
-    Until then it holds its place, so that the listing and the choices of an error stay in
-    order, and a plain `run.py scenario NAME` never imports the module."""
+    """The commands, each of whose parser is built only when it is needed: when its command is
+    given, or --help lists the commands. A command runs with one parser of six, and one of
+    them (`redis`) lives in a module of its own, which a plain `run.py scenario NAME` should
+    not import. Until then a command holds its place, so that the listing and the choices an
+    error names stay in order."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._later: dict[str, Callable[[_SubParsers], None]] = {}
+        self._waiting: Parser | None = None
 
     def add_later(self, name: str, add: Callable[[_SubParsers], None]) -> None:
         """`name`'s place; `add(self)` adds its parser (with its help) once it is needed."""
-        self.add_parser(name, help="")
+        if self._waiting is None:  # one stand-in for them all: a parser costs a third of a ms
+            self._waiting = Parser(prog=f"{self._prog_prefix} ...", add_help=False)
+        self._choices_actions.append(self._ChoicesPseudoAction(name, (), ""))
+        self._name_parser_map[name] = self._waiting
         self._later[name] = add
 
     def _build(self, name: str) -> None:
@@ -150,6 +155,19 @@ def build_parser() -> Parser:
         ),
     )
 
+    # In the order --help lists them; each parser is built when it is needed (Commands).
+    commands.add_later("scenarios", _scenarios_parser)
+    commands.add_later("scenario", _scenario_parser)
+    commands.add_later("explore", _explore_parser)
+    # -- issue 13: `run.py redis` (trio_saga/redis/command.py) ------------------------------
+    commands.add_later("redis", _add_redis_parser)
+    # -- end issue 13 ---------------------------------------------------------------------
+    commands.add_later("certify", _certify_parser)
+    commands.add_later("replay", _replay_parser)
+    return parser
+
+
+def _scenarios_parser(commands: _SubParsers) -> None:
     scenarios = commands.add_parser("scenarios", help="list the named scenarios")
     scenarios.add_argument(
         "--run",
@@ -157,6 +175,8 @@ def build_parser() -> Parser:
         help="run every scenario with its default seed and print summaries",
     )
 
+
+def _scenario_parser(commands: _SubParsers) -> None:
     scenario = commands.add_parser("scenario", help="run one scenario, by name or path")
     scenario.add_argument("name", help="a named scenario (see `scenarios`), or a .toml file's path")
     scenario.add_argument(
@@ -176,6 +196,8 @@ def build_parser() -> Parser:
     )
     _outputs(scenario)
 
+
+def _explore_parser(commands: _SubParsers) -> None:
     explore = commands.add_parser("explore", help="run many seeds and shrink failures")
     explore.add_argument(
         "--cluster",
@@ -244,10 +266,8 @@ def build_parser() -> Parser:
         help="write at most N replay files, one per distinct failure first (default: 10)",
     )
 
-    # -- issue 13: `run.py redis` (trio_saga/redis/command.py) ------------------------------
-    commands.add_later("redis", _add_redis_parser)
-    # -- end issue 13 ---------------------------------------------------------------------
 
+def _certify_parser(commands: _SubParsers) -> None:
     certify = commands.add_parser(
         "certify", help="check every handler under duplicates, swaps and crashes"
     )
@@ -258,6 +278,8 @@ def build_parser() -> Parser:
         help="the saga to certify (default: the shop)",
     )
 
+
+def _replay_parser(commands: _SubParsers) -> None:
     replay = commands.add_parser("replay", help="re-run a saved run exactly")
     replay.add_argument("file", help="a replay file explore wrote")
     replay.add_argument(
@@ -268,7 +290,6 @@ def build_parser() -> Parser:
         " trio-saga: a replay file never imports code by itself)",
     )
     _outputs(replay)
-    return parser
 
 
 def _outputs(command: argparse.ArgumentParser) -> None:
@@ -357,7 +378,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _add_redis_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """`run.py redis ...` (issue 13): its parser lives with the command, which imports no
-    optional dependency at import time; `Commands` calls this only when the parser is needed."""
+    optional dependency at import time."""
     from .redis.command import add_parser
 
     add_parser(commands)
