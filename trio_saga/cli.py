@@ -14,8 +14,6 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
-import trio
-
 from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, SagaError, program
 
 DESCRIPTION = """\
@@ -386,6 +384,8 @@ def _add_redis_parser(commands: argparse._SubParsersAction) -> None:  # type: ig
 
 def _stdio(args: argparse.Namespace) -> int:
     import math
+
+    import trio
 
     from faults import parse_fault
 
