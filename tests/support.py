@@ -21,6 +21,19 @@ def run_py(
 ) -> subprocess.CompletedProcess[str]:
     """`python run.py ARGS` from the repository root; `env` sets variables, or removes those
     mapped to None."""
+    return _python(["run.py", *args], env, timeout)
+
+
+def run_code(
+    code: str, env: Mapping[str, str | None] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`python -c CODE` in a fresh interpreter from the repository root, as `run_py`."""
+    return _python(["-c", code], env, timeout)
+
+
+def _python(
+    argv: list[str], env: Mapping[str, str | None] | None, timeout: float
+) -> subprocess.CompletedProcess[str]:
     environment = dict(os.environ)
     for name, value in (env or {}).items():
         if value is None:
@@ -28,7 +41,7 @@ def run_py(
         else:
             environment[name] = value
     return subprocess.run(
-        [sys.executable, "run.py", *args],
+        [sys.executable, *argv],
         cwd=REPO,
         env=environment,
         capture_output=True,

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import importlib
 import re
-import subprocess
-import sys
 
 import pytest
-from support import REPO
+from support import run_code
 
 import trio_saga
 from trio_saga.sim import SimBroker
@@ -53,8 +51,6 @@ def test_importing_the_package_or_its_errors_loads_no_trio() -> None:
         "print(sorted(m for m in ('trio', 'trio_saga.sim', 'trio_saga.simulation')"
         " if m in sys.modules))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
-    )
+    done = run_code(code, timeout=60)
     assert done.returncode == 0, done.stderr
     assert re.fullmatch(r"\[\]\n", done.stdout), done.stdout

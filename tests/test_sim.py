@@ -5,14 +5,12 @@ through its effect, and the agenda keeps no wake-up for acknowledged work."""
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 from collections.abc import Sequence
 from typing import ClassVar
 
 import attrs
 import trio
-from support import REPO
+from support import run_code
 
 from faults.base import Decision, Effect, Fault, Shift, Transmission
 from trio_saga.sim.agenda import Agenda, Check, Restart
@@ -51,9 +49,7 @@ def test_a_plain_run_imports_no_pytest() -> None:
         "assert simulate(Simulation(orders=orders(3))).ok\n"
         "print('pytest' in sys.modules, '_pytest' in sys.modules)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
-    )
+    done = run_code(code, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "False"]
 
