@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import attrs
+import effect_bugs
 import planted_bugs
 import pytest
 from hypothesis import given, settings
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from faults import Decision
 from trio_saga.errors import SagaError
 from trio_saga.explore import Job, run_seed, shrink_run
-from trio_saga.saga import OUTCOME_MATCHES_EVENTS, load_saga, saga_ref
+from trio_saga.saga import OUTCOME_MATCHES_EVENTS, SagaDefinition, load_saga, saga_ref
 from trio_saga.scenario import Scenario, scenario_dir, scenario_names
 from trio_saga.shop import SHOP
 from trio_saga.shrink import (
@@ -24,6 +25,7 @@ from trio_saga.shrink import (
     ReplayFile,
     ddmin,
     decision_saga,
+    neighbours,
     scenario_text,
     scenario_toml,
     shrink,
@@ -106,16 +108,48 @@ def test_shrink_leaves_a_one_minimal_set_of_decisions() -> None:
     assert shrunk.reproduced
     assert 1 <= len(shrunk.decisions) <= 3
     assert shrunk.recorded == len(original.decisions)
-    kept = list(shrunk.decisions)
-    assert all(d in original.decisions for d in kept)
+    assert all(d in original.decisions for d in shrunk.decisions)
+    assert_one_minimal(scenario, shrunk.decisions, invariant, BUGGY)
 
-    def violates(decisions: list[Decision]) -> bool:
-        result = simulate(scenario.simulation(decisions=decisions, saga=BUGGY))
+
+def assert_one_minimal(
+    scenario: Scenario, decisions: tuple[Decision, ...], invariant: str, saga: SagaDefinition
+) -> None:
+    """The decisions break `invariant` again, and without any one of them they do not."""
+
+    def violates(subset: list[Decision]) -> bool:
+        result = simulate(scenario.simulation(decisions=subset, saga=saga))
         return violation_of(result, invariant) is not None
 
+    kept = list(decisions)
     assert violates(kept)
     for i in range(len(kept)):
         assert not violates(kept[:i] + kept[i + 1 :]), f"decision {kept[i]} is not needed"
+
+
+def test_a_crash_at_another_sagas_commit_is_moved_to_its_instant() -> None:
+    # The payment that forgets its records in a crash: in chaos's swarm the crash strikes
+    # after another saga's refund, so that saga's own decisions (its failed shipment, its
+    # delays) were what made the crash happen at all. As a crash at a time it needs none.
+    job = Job(scenario=Scenario.load("chaos"), swarm=True, saga=effect_bugs.FORGETFUL)
+    run = next(r for seed in range(40) if (r := run_seed(job, seed)).violated)
+    assert run.decisions is not None
+    invariant = run.violations[0][0]
+    scenario = job.scenario_for(run.seed)
+    shrunk = shrink(scenario, run.decisions, invariant, saga=job.saga)
+    assert shrunk.reproduced
+    assert len(shrunk.decisions) <= 3 < len(run.decisions)
+    added = [d for d in shrunk.decisions if d not in run.decisions]
+    assert [d.kind for d in added] == ["crash_at"]
+    assert any(p.startswith("in_time: ") for p in shrunk.passes)
+    assert_one_minimal(scenario, shrunk.decisions, invariant, job.saga)
+
+
+def test_neighbours_are_the_sagas_started_nearest_first() -> None:
+    order = [f"saga-{n}" for n in range(1, 8)]
+    assert neighbours("saga-4", order, 4) == ["saga-3", "saga-5", "saga-2", "saga-6"]
+    assert neighbours("saga-1", order, 2) == ["saga-2", "saga-3"]
+    assert neighbours("saga-9", order, 2) == ["saga-1", "saga-2"]  # no decision of its own
 
 
 def test_shrink_keeps_the_best_it_found_when_the_budget_runs_out() -> None:

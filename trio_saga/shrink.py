@@ -4,7 +4,10 @@ This module owns delta debugging over recorded decisions (Zeller and Hildebrandt
 and Isolating Failure-Inducing Input", TSE 2002), the replay file format and the re-run of a
 replay file. It must never draw a random number or consult a seed while shrinking: every
 candidate is a replay of recorded decisions (`Simulation(decisions=...)`), so each test is
-deterministic and a subset that fails once fails always.
+deterministic and a subset that fails once fails always. The one thing a shrink adds is a
+crash moved in time (to the instant it struck at another saga's commit, or earlier, to just
+after the step it undoes): a decision of the same kind a run records, so a replay file stays
+a list of decisions that drives the run exactly.
 
 A run replayed from decisions adds no plugins at all, not even the forced failures of a
 scenario's `fail = [...]` groups: those are decisions like any other, and a subset without
@@ -48,6 +51,14 @@ MAX_TESTS = 400
 #: How many of a run's violating sagas the focus pass starts from (each then gets its own
 #: kinds pass and ddmin, within the one budget of MAX_TESTS replays).
 MAX_FOCUS = 4
+#: How many rounds of moving crashes (to their instant, closer to the step they undo) and
+#: ddmin after it a shrink tries; each round that changes nothing ends them.
+MAX_MOVES = 3
+#: Crashes that strike at a commit (of a saga's step) rather than at a time.
+COMMIT_CRASHES = frozenset({"crash_after_commit", "crash_before_commit"})
+#: How many neighbours of a violating saga the focus pass pairs it with, when the saga's own
+#: decisions are not enough to break the invariant again.
+MAX_PAIRS = 8
 
 
 class ReplayError(SagaError):
@@ -69,6 +80,16 @@ def decision_saga(decision: Decision) -> str | None:
     if decision.kind in TIMED_KINDS or len(decision.key) < 2:
         return None
     return str(decision.key[1])
+
+
+def neighbours(saga_id: str, order: Sequence[str], limit: int = MAX_PAIRS) -> list[str]:
+    """The `limit` sagas of `order` nearest to `saga_id`, nearest first: sagas started close
+    together are the ones that overlap, compete for stock or share a service's memory."""
+    if saga_id not in order:
+        return list(order[:limit])
+    at = order.index(saga_id)
+    others = [s for s in order if s != saga_id]
+    return sorted(others, key=lambda s: (abs(order.index(s) - at), order.index(s)))[:limit]
 
 
 def trace_digest(result: SimulationResult) -> str:
@@ -148,14 +169,22 @@ def shrink(
 ) -> ShrinkResult:
     """The smallest subset of `decisions` (in their order) whose replay still violates
     `invariant`: for each saga that broke it, keep only that saga's decisions (and the timed
-    ones), drop whole kinds of decision, then ddmin what is left; the smallest result wins."""
+    ones; with its nearest neighbour's if it needs another saga), drop whole kinds of decision
+    and ddmin what is left, the smallest result winning; then move crashes to where they need
+    fewer decisions to strike (`in_time`, `closer`) and ddmin again."""
     recorded = tuple(decisions)
     cache: dict[tuple[int, ...], bool] = {}
-    position = {id(d): i for i, d in enumerate(recorded)}
+    #: Every decision a candidate may hold, recorded or made by the shrink (a crash moved to
+    #: its instant): a decision's place here is its identity in the cache and its order.
+    known = list(recorded)
+    position = {id(d): i for i, d in enumerate(known)}
     found: dict[tuple[int, ...], list[Violation]] = {}
 
+    def key_of(subset: list[Decision]) -> tuple[int, ...]:
+        return tuple(position[id(d)] for d in subset)
+
     def fails(subset: list[Decision]) -> bool:
-        key = tuple(position[id(d)] for d in subset)
+        key = key_of(subset)
         if key in cache:
             return cache[key]
         if len(cache) >= max_tests:
@@ -181,6 +210,67 @@ def shrink(
             pass
         return current
 
+    def as_crash_at(
+        current: list[Decision], crash: Decision, instants: Iterable[int]
+    ) -> list[Decision]:
+        """`current` with `crash` made a crash of its service at the first of `instants` at
+        which the replay still fails; `current` itself if it fails at none."""
+        service = str(crash.key[0])
+        for instant in instants:
+            timed = Decision(kind="crash_at", key=(service, instant), value=crash.value)
+            position[id(timed)] = len(known)
+            known.append(timed)
+            candidate = [timed if d is crash else d for d in current]
+            if fails(candidate):
+                return candidate
+        return current
+
+    def in_time(current: list[Decision]) -> list[Decision]:
+        """Each crash that struck at the commit of a saga that did not break the invariant, as
+        a crash at that instant (just after it, else at it): it then needs none of that saga's
+        decisions to happen, and ddmin can drop them. A crash at a violating saga's own commit
+        stays: it says more than a time does."""
+        violators = {v.saga_id for v in found.get(key_of(current), ())}
+        anchored = [
+            d for d in current if d.kind in COMMIT_CRASHES and str(d.key[1]) not in violators
+        ]
+        if not anchored:
+            return current
+        traced = simulate(scenario.simulation(decisions=current, saga=saga))
+        struck = {
+            (r.node, r.saga, r.info.startswith("after its effects")): r.t_us
+            for r in reversed(traced.trace.records)
+            if r.kind == "crash" and r.saga
+        }
+        try:
+            for crash in anchored:
+                where = (str(crash.key[0]), str(crash.key[1]), crash.kind == "crash_before_commit")
+                if (at := struck.get(where)) is not None:
+                    current = as_crash_at(current, crash, (at + 1, at))
+        except _Budget:
+            pass
+        return current
+
+    def closer(current: list[Decision]) -> list[Decision]:
+        """Each crash at a time, moved earlier, to just after a moment the crashed service
+        worked on a saga that broke the invariant (the earliest that still fails): a crash
+        right after the step it undoes needs no delays to line that saga up with it."""
+        violators = {v.saga_id for v in found.get(key_of(current), ())}
+        try:
+            for crash in [d for d in current if d.kind == "crash_at"]:
+                service, at = str(crash.key[0]), int(crash.key[1])
+                rest = [d for d in current if d is not crash]
+                traced = simulate(scenario.simulation(decisions=rest, saga=saga))
+                instants = {
+                    r.t_us + 1
+                    for r in traced.trace.records
+                    if r.node == service and r.saga in violators and r.t_us + 1 < at
+                }
+                current = as_crash_at(current, crash, sorted(instants))
+        except _Budget:
+            pass
+        return current
+
     passes: list[str] = []
     full = list(recorded)
     try:
@@ -198,18 +288,32 @@ def shrink(
         )
     # Every saga that broke the invariant is a place to start (issue 11): one saga's failure
     # may need other sagas' decisions (they compete for stock) while another's needs none.
-    # The focus on each, smallest first, then kinds, then ddmin; the smallest result wins.
+    # The focus on each, smallest first, then kinds and ddmin; the smallest result wins.
     sagas = list(dict.fromkeys(v.saga_id for v in found[tuple(range(len(recorded)))]))
     focused_on = {
         s: [d for d in full if decision_saga(d) in (s, None)] for s in sagas if s is not None
     }
     starts = sorted(focused_on, key=lambda s: (len(focused_on[s]), s))[:MAX_FOCUS]
+    order = list(dict.fromkeys(s for d in full if (s := decision_saga(d)) is not None))
+
+    def with_neighbour(saga_id: str) -> list[Decision]:
+        """A failure that needs another saga too (two trips overlapping at one hotel): the
+        saga's decisions with those of each of its nearest neighbours in turn, the first pair
+        that fails again; [] if none does."""
+        for other in neighbours(saga_id, order):
+            pair = [d for d in full if decision_saga(d) in (saga_id, other, None)]
+            if fails(pair):
+                return pair
+        return []
+
     best: list[Decision] | None = None
     for saga_id in starts:
         focused = focused_on[saga_id]
         try:
             if not (len(focused) < len(full) and fails(focused)):
-                continue
+                focused = with_neighbour(saga_id)
+                if not focused:
+                    continue
         except _Budget:
             break
         reduced = ddmin(kinds(focused), fails)
@@ -221,9 +325,18 @@ def shrink(
     if best is None:
         best = ddmin(kinds(full), fails)
         passes.append(f"all sagas: {len(best)}")
+    # Moving a crash may free other decisions, and a smaller set may let a crash move again.
+    for _ in range(MAX_MOVES):
+        before = best
+        for move in (in_time, closer):
+            moved = move(best)
+            if moved is not best:
+                best = ddmin(moved, fails)
+                passes.append(f"{move.__name__}: {len(best)}")
+        if best is before:
+            break
     passes.append(f"ddmin: {len(best)}")
-    key = tuple(position[id(d)] for d in best)
-    violations = found.get(key)
+    violations = found.get(key_of(best))
     return ShrinkResult(
         decisions=tuple(best),
         invariant=invariant,
