@@ -21,6 +21,7 @@ from trio_saga.participant import (
     SagaService,
     StepContext,
 )
+from trio_saga.saga import Check
 from trio_saga.shop import SHOP
 from trio_saga.shop.events import (
     InventoryReserved,
@@ -112,6 +113,12 @@ def list_price_refund_services(state: Mapping[str, Any]) -> list[SagaService]:
     return [Inventory(), ListPriceRefundPayment(), ShippingService()]
 
 
+def broken_check(run: Any) -> None:
+    """Not a bug of the system under test but of the saga's own code around it: an invariant
+    check that raises, which explore cannot count as a finding of any run."""
+    raise ZeroDivisionError("the check divided by the number of refunds")
+
+
 DOUBLE_CHARGE = attrs.evolve(SHOP, services=double_charge_services, ref=None)
 GUARDLESS = attrs.evolve(SHOP, services=guardless_payment_services, ref=None)
 INBOXLESS = attrs.evolve(
@@ -119,3 +126,6 @@ INBOXLESS = attrs.evolve(
 )
 EXPLODING = attrs.evolve(SHOP, services=exploding_services, ref=None)
 WRONG_REFUND = attrs.evolve(SHOP, services=list_price_refund_services, ref=None)
+BROKEN_CHECK = attrs.evolve(
+    SHOP, checks=(*SHOP.checks, Check(name="refunds add up", run=broken_check)), ref=None
+)

@@ -173,18 +173,18 @@ def test_a_time_budget_and_the_progress_reports_work_on_the_cluster(
     assert all(p.total is None and p.budget_s == 1.0 for p in seen)
 
 
-def test_a_handler_that_raises_names_the_seed_as_with_jobs(
+def test_a_check_that_raises_names_the_seed_as_with_jobs(
     cluster: distributed.LocalCluster,
 ) -> None:
     # Every seed raises; which one is reported first depends on which worker answers first.
     with pytest.raises(
         RunCrashed,
-        match=r"^seed [0-3] of retries: the run raised KeyError: 'no carrier for saga-3'",
+        match=r"^seed [0-3] of retries: the run raised ZeroDivisionError: the check divided",
     ):
         explore(
             "retries",
             4,
-            saga=planted_bugs.EXPLODING,
+            saga=planted_bugs.BROKEN_CHECK,
             cluster=cluster.scheduler_address,
         )
 

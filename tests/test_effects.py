@@ -3,6 +3,7 @@
 # while the correct shop passes the same seeds.
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import attrs
@@ -15,6 +16,7 @@ from trio_saga.events import Event
 from trio_saga.explore import ExploreResult, RunSummary, explore, replay_choice
 from trio_saga.explore_text import format_explore
 from trio_saga.participant import Participant, StepContext, World, volatile
+from trio_saga.saga import HANDLERS_RETURN
 from trio_saga.scenario import Scenario
 from trio_saga.shop import SHOP
 from trio_saga.shop.checks import MONEY
@@ -246,6 +248,25 @@ def test_explore_finds_the_volatile_guard_under_crashes(tmp_path: Path) -> None:
     assert {d.kind for d in replay.decisions} == {"crash_after_commit", "fail_shipping"}
     assert not explore(scenario, 20, saga=effect_bugs.CACHING, shrink_failures=False).failing
     assert not explore(scenario, 20, shrink_failures=False).failing
+
+
+def test_explore_finds_the_cache_no_restart_rebuilds_as_a_handler_that_raises(
+    tmp_path: Path,
+) -> None:
+    scenario = _scenario(*FORGETFUL_FAULTS)
+    result = explore(
+        scenario, 20, saga=effect_bugs.BRITTLE, max_shrinks=1, max_replays=1, out=tmp_path
+    )
+    assert result.failing
+    ((seed, replay),) = result.replays.items()
+    assert replay.invariant == HANDLERS_RETURN
+    assert re.match(r"^KeyError: 'saga-\d+' \(while payment handled ShipmentFailed ", replay.detail)
+    assert replay.decisions is not None
+    assert {d.kind for d in replay.decisions} == {"crash_after_commit", "fail_shipping"}
+    loaded = ReplayFile.load(result.paths[seed])
+    again = loaded.run(effect_bugs.BRITTLE)
+    assert [v.invariant for v in again.violations] == [HANDLERS_RETURN]
+    assert trace_digest(again) == loaded.trace_digest
 
 
 # -- swarm covers the new faults and varies orders -------------------------------------------

@@ -30,7 +30,7 @@ from typing import Any
 import attrs
 
 from .certify_diff import Ending, diff
-from .errors import HandlerError, SagaError, handler_error, program
+from .errors import HandlerError, SagaError, handler_error, program, where_note
 from .events import Event
 from .participant import CrashNow, Participant, StepContext, World
 from .saga import SagaDefinition, load_saga
@@ -185,7 +185,7 @@ def _step(participant: Participant, payload: Any, ctx: StepContext) -> Sequence[
     except CrashNow:
         raise
     except Exception as exc:
-        exc.add_note(f"while {participant.name} handled {payload.type} of saga {payload.saga_id}")
+        exc.add_note(where_note(participant.name, payload.type, payload.saga_id))
         raise handler_error(exc) from exc
 
 

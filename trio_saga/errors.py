@@ -7,6 +7,7 @@ Every error a user can cause (a bad request line, a bad fault spec, an unknown s
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 #: Exit statuses of every command, defined once: success; a run that failed (a violated
@@ -41,12 +42,24 @@ class HandlerError(SagaError):
     """A service's handler raised during a run: a bug in the system under test, reported on
     one line with where it happened. `original` is the handler's own exception; `raised` is
     what it raised, on one line without the run around it (`KeyError: 'x' (while ...)`), for
-    reports that name the run themselves (certify's table)."""
+    reports that name the run themselves (certify's table); `saga_id` is the saga whose
+    message it was handling, when the runner said so (`where_note`)."""
 
-    def __init__(self, message: str, original: BaseException, raised: str = "") -> None:
+    def __init__(
+        self, message: str, original: BaseException, raised: str = "", saga_id: str = ""
+    ) -> None:
         super().__init__(message)
         self.original = original
         self.raised = raised or message
+        self.saga_id = saga_id
+
+
+def where_note(service: str, handled: str, saga_id: str) -> str:
+    """The note a runner adds to a handler's exception, saying where it struck."""
+    return f"while {service} handled {handled} of saga {saga_id}"
+
+
+_WHERE = re.compile(r"^while \S+ handled \S+ of saga (\S+)$")
 
 
 def handler_error(raised: BaseException) -> HandlerError:
@@ -58,9 +71,11 @@ def handler_error(raised: BaseException) -> HandlerError:
         exc = exc.exceptions[0]
     if isinstance(exc, HandlerError):
         return exc
-    where = "; ".join(getattr(exc, "__notes__", ()))
+    notes = getattr(exc, "__notes__", ())
+    where = "; ".join(notes)
+    saga_id = next((m[1] for note in notes if (m := _WHERE.match(note))), "")
     text = f"{type(exc).__name__}: {exc}" + (f" ({where})" if where else "")
-    return HandlerError(f"the run raised {text}", exc, raised=text)
+    return HandlerError(f"the run raised {text}", exc, raised=text, saga_id=saga_id)
 
 
 class ClusterError(SagaError):

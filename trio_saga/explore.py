@@ -139,7 +139,10 @@ class Job:
         return self.scenario
 
     def simulation(self, seed: int, **options: Any) -> Any:
-        return self.scenario_for(seed).simulation(seed, saga=self.saga, **options)
+        """Seed `seed`'s run: a handler that raises is a finding like a broken invariant."""
+        return self.scenario_for(seed).simulation(
+            seed, saga=self.saga, raise_is_violation=True, **options
+        )
 
 
 def _with_ref(saga: SagaDefinition) -> SagaDefinition:
@@ -148,7 +151,8 @@ def _with_ref(saga: SagaDefinition) -> SagaDefinition:
 
 
 class RunCrashed(SagaError):
-    """A simulation raised instead of finishing: a bug in a handler, not a violated invariant."""
+    """A run raised outside the services' handlers (whose raise is a finding, a violation of
+    `every handler returns`): a saga's own check or its services' factory is broken."""
 
 
 def run_seed(job: Job, seed: int) -> RunSummary:
@@ -157,7 +161,7 @@ def run_seed(job: Job, seed: int) -> RunSummary:
     sim = job.simulation(seed, faults=faults, keep_trace=job.digests)
     try:
         result = simulate(sim)
-    except Exception as raised:  # a handler under test raised: name the seed, not a traceback
+    except Exception as raised:  # the saga's own code around the run: name the seed
         exc = handler_error(raised).original
         raise RunCrashed(
             f"seed {seed} of {job.scenario.name}: the run raised {type(exc).__name__}: {exc}"

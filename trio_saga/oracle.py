@@ -17,9 +17,11 @@ from typing import Any
 
 import attrs
 
+from .errors import HandlerError
 from .participant import Participant, World
 from .saga import (
     EVERY_SAGA_ENDS,
+    HANDLERS_RETURN,
     NO_EFFECT_WITHOUT_CAUSE,
     OUTCOME_MATCHES_EVENTS,
     SagaDefinition,
@@ -185,9 +187,20 @@ def describe(violation: Violation, saga: SagaDefinition, trace: Trace | None = N
 
 
 def number_of(saga: SagaDefinition, invariant: str) -> int | str:
-    """The invariant's number on screen: its place in the saga's list, 1-based."""
-    names = saga.invariants
+    """The invariant's number on screen: its place in the saga's list, 1-based (a raising
+    handler's comes after them all)."""
+    names = (*saga.invariants, HANDLERS_RETURN)
     return names.index(invariant) + 1 if invariant in names else "?"
+
+
+def raised_verdict(saga: SagaDefinition, error: HandlerError) -> Verdict:
+    """The verdict on a run a handler's exception stopped: that, and nothing else, since the
+    rest of the run never happened."""
+    raised = Violation(
+        invariant=HANDLERS_RETURN, saga_id=error.saga_id or None, detail=error.raised
+    )
+    results = tuple((name, NOT_APPLICABLE) for name in saga.invariants)
+    return Verdict(violations=(raised,), results=(*results, (HANDLERS_RETURN, FAILED)))
 
 
 def _show(types: Iterable[str]) -> str:

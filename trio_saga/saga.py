@@ -38,6 +38,10 @@ EVERY_SAGA_ENDS = "every saga ends"
 OUTCOME_MATCHES_EVENTS = "outcome matches events"
 NO_EFFECT_WITHOUT_CAUSE = "no effect without its cause"
 GENERIC_INVARIANTS = (EVERY_SAGA_ENDS, OUTCOME_MATCHES_EVENTS, NO_EFFECT_WITHOUT_CAUSE)
+#: Broken by a handler that raises, in the runs that count a raise as a finding (explore's):
+#: the run stops there, so it is the one invariant such a run reports. Numbered after the
+#: saga's own, since a run that ends at all has kept it.
+HANDLERS_RETURN = "every handler returns"
 
 
 class SagaDefinitionError(SagaError):

@@ -28,7 +28,7 @@ from faults import Decision
 from faults.base import TIMED_KINDS
 
 from .errors import SagaError
-from .saga import BUILT_IN, SagaDefinition, Violation, load_saga
+from .saga import BUILT_IN, HANDLERS_RETURN, SagaDefinition, Violation, load_saga
 from .scenario import Scenario, scenario_dir
 from .simulation import Simulation, SimulationResult, simulate
 
@@ -189,7 +189,9 @@ def shrink(
             return cache[key]
         if len(cache) >= max_tests:
             raise _Budget
-        sim = scenario.simulation(decisions=subset, saga=saga, keep_trace=False)
+        sim = scenario.simulation(
+            decisions=subset, saga=saga, keep_trace=False, raise_is_violation=True
+        )
         violations = [v for v in simulate(sim).violations if v.invariant == invariant]
         cache[key] = bool(violations)
         if violations:
@@ -236,7 +238,7 @@ def shrink(
         ]
         if not anchored:
             return current
-        traced = simulate(scenario.simulation(decisions=current, saga=saga))
+        traced = simulate(scenario.simulation(decisions=current, saga=saga, raise_is_violation=True))
         struck = {
             (r.node, r.saga, r.info.startswith("after its effects")): r.t_us
             for r in reversed(traced.trace.records)
@@ -260,7 +262,7 @@ def shrink(
             for crash in [d for d in current if d.kind == "crash_at"]:
                 service, at = str(crash.key[0]), int(crash.key[1])
                 rest = [d for d in current if d is not crash]
-                traced = simulate(scenario.simulation(decisions=rest, saga=saga))
+                traced = simulate(scenario.simulation(decisions=rest, saga=saga, raise_is_violation=True))
                 instants = {
                     r.t_us + 1
                     for r in traced.trace.records
@@ -488,7 +490,8 @@ class ReplayFile:
     def load_scenario(self, saga: SagaDefinition) -> Scenario:
         """The embedded scenario (or the named one), on `saga` whatever the TOML names; the
         invariants the file names must be the saga's."""
-        unknown = [name for name in (self.invariant, *self.violated) if name not in saga.invariants]
+        names = (*saga.invariants, HANDLERS_RETURN)
+        unknown = [name for name in (self.invariant, *self.violated) if name not in names]
         if unknown:
             raise ReplayError(
                 f"this replay names invariant {unknown[0]!r}, which saga {saga.name} does not"
@@ -500,6 +503,7 @@ class ReplayFile:
 
     def simulation(self, saga: SagaDefinition, **options: Any) -> Simulation:
         """The exact run: the recorded decisions, on `saga`."""
+        options.setdefault("raise_is_violation", True)  # a raise may be what it recorded
         return self.load_scenario(saga).simulation(
             self.seed, faults=self.faults, decisions=self.decisions, saga=saga, **options
         )

@@ -29,7 +29,7 @@ from faults.forced import ForcedFailure
 from .broker import BusConfig
 from .errors import FaultSpecError, SagaError
 from .errors import handler_error as handler_error  # re-exported: explore imports it from here
-from .oracle import FinishedRun, Verdict, judge
+from .oracle import FinishedRun, Verdict, judge, raised_verdict
 from .participant import Participant, World
 from .saga import SagaDefinition, Violation
 from .saga_log import SagaLog
@@ -129,6 +129,10 @@ class Simulation:
     decisions: Sequence[Decision] | None = None
     trace_stream: IO[str] | None = None
     keep_trace: bool = True
+    #: A handler that raises ends the run as a violation of `HANDLERS_RETURN` (what explore,
+    #: its shrinks and replays want: a bug found like any other) instead of raising
+    #: `HandlerError` (what a test or the scenario command wants: the error itself).
+    raise_is_violation: bool = False
 
     def _injector(self) -> FaultInjector:
         if self.decisions is not None:
@@ -188,16 +192,23 @@ class Simulation:
             for at_us, command in commands:
                 bus.start_saga(command, at_us)
             bus.schedule_faults()
-            await Runtime(bus, clock=clock).run(max_time_us=round(self.max_time * US))
-            verdict = judge(
-                FinishedRun(
-                    saga=self.saga,
-                    saga_log=bus.saga_log,
-                    participants=bus.participants,
-                    ordered=[order.saga_id for order in self.orders],
-                    world=bus.world,
+            stopped = False
+            try:
+                await Runtime(bus, clock=clock).run(max_time_us=round(self.max_time * US))
+            except Exception as raised:
+                if not self.raise_is_violation or isinstance(raised, SagaError):
+                    raise
+                verdict, stopped = raised_verdict(self.saga, handler_error(raised)), True
+            else:
+                verdict = judge(
+                    FinishedRun(
+                        saga=self.saga,
+                        saga_log=bus.saga_log,
+                        participants=bus.participants,
+                        ordered=[order.saga_id for order in self.orders],
+                        world=bus.world,
+                    )
                 )
-            )
             return SimulationResult(
                 saga=self.saga,
                 trace=bus.trace,
@@ -210,7 +221,7 @@ class Simulation:
                 virtual_us=bus.now,
                 world=bus.world,
                 wall_s=time.perf_counter() - wall,
-                stopped_early=not bus.quiet,
+                stopped_early=stopped or not bus.quiet,
             )
         finally:
             if collecting:

@@ -11,6 +11,7 @@ node, a Redis runtime) steps a service the same way.
 from __future__ import annotations
 
 from .broker import Batch, StepHost, publish_outbox
+from .errors import where_note
 from .events import Event
 from .participant import Participant
 
@@ -39,7 +40,7 @@ def serve_batch(participant: Participant, batch: Batch, bus: StepHost) -> bool:
             else:  # the client's command
                 reply, outcome = participant.execute(payload, ctx)
         except Exception as exc:  # a bug in the handler under test: say where it struck
-            exc.add_note(f"while {name} handled {item.what} of saga {payload.saga_id}")
+            exc.add_note(where_note(name, item.what, payload.saga_id))
             raise
         if (
             snapshot is not None
