@@ -145,6 +145,24 @@ def test_a_crash_at_another_sagas_commit_is_moved_to_its_instant() -> None:
     assert_one_minimal(scenario, shrunk.decisions, invariant, job.saga)
 
 
+def test_a_crash_at_a_time_moves_to_just_after_the_step_it_undoes() -> None:
+    # Chaos swarm seed 189: the crash that wipes the payment records strikes at 2.5 s, after
+    # saga-76's delayed charge; ddmin alone keeps both delays that line the saga up with it.
+    # Moved to just after the charge of the run without one delay, it needs only the other.
+    job = Job(scenario=Scenario.load("chaos"), swarm=True, saga=effect_bugs.FORGETFUL)
+    run = run_seed(job, 189)
+    assert run.decisions is not None
+    assert run.violated
+    invariant = run.violations[0][0]
+    scenario = job.scenario_for(run.seed)
+    shrunk = shrink(scenario, run.decisions, invariant, saga=job.saga)
+    assert sorted(d.kind for d in shrunk.decisions) == ["crash_at", "delay", "fail_shipping"]
+    (crash,) = (d for d in shrunk.decisions if d.kind == "crash_at")
+    assert crash not in run.decisions
+    assert any(p.startswith("closer: ") for p in shrunk.passes)
+    assert_one_minimal(scenario, shrunk.decisions, invariant, job.saga)
+
+
 def test_neighbours_are_the_sagas_started_nearest_first() -> None:
     order = [f"saga-{n}" for n in range(1, 8)]
     assert neighbours("saga-4", order, 4) == ["saga-3", "saga-5", "saga-2", "saga-6"]

@@ -56,6 +56,8 @@ MAX_FOCUS = 4
 MAX_MOVES = 3
 #: Crashes that strike at a commit (of a saga's step) rather than at a time.
 COMMIT_CRASHES = frozenset({"crash_after_commit", "crash_before_commit"})
+#: What the network does to a message: what a crash moved to the right moment may not need.
+NETWORK_KINDS = frozenset({"drop", "delay", "duplicate", "reorder"})
 #: How many neighbours of a violating saga the focus pass pairs it with, when the saga's own
 #: decisions are not enough to break the invariant again.
 MAX_PAIRS = 8
@@ -213,16 +215,20 @@ def shrink(
         return current
 
     def as_crash_at(
-        current: list[Decision], crash: Decision, instants: Iterable[int]
+        current: list[Decision],
+        crash: Decision,
+        instants: Iterable[int],
+        without: Sequence[Decision] = (),
     ) -> list[Decision]:
-        """`current` with `crash` made a crash of its service at the first of `instants` at
-        which the replay still fails; `current` itself if it fails at none."""
+        """`current` less `without`, with `crash` made a crash of its service at the first of
+        `instants` at which the replay still fails; `current` itself if it fails at none."""
         service = str(crash.key[0])
+        left_out = {id(d) for d in without}
         for instant in instants:
             timed = Decision(kind="crash_at", key=(service, instant), value=crash.value)
             position[id(timed)] = len(known)
             known.append(timed)
-            candidate = [timed if d is crash else d for d in current]
+            candidate = [timed if d is crash else d for d in current if id(d) not in left_out]
             if fails(candidate):
                 return candidate
         return current
@@ -238,7 +244,9 @@ def shrink(
         ]
         if not anchored:
             return current
-        traced = simulate(scenario.simulation(decisions=current, saga=saga, raise_is_violation=True))
+        traced = simulate(
+            scenario.simulation(decisions=current, saga=saga, raise_is_violation=True)
+        )
         struck = {
             (r.node, r.saga, r.info.startswith("after its effects")): r.t_us
             for r in reversed(traced.trace.records)
@@ -254,21 +262,37 @@ def shrink(
         return current
 
     def closer(current: list[Decision]) -> list[Decision]:
-        """Each crash at a time, moved earlier, to just after a moment the crashed service
-        worked on a saga that broke the invariant (the earliest that still fails): a crash
-        right after the step it undoes needs no delays to line that saga up with it."""
+        """Each crash at a time, moved to just after a moment the crashed service worked on a
+        saga that broke the invariant: a crash right after the step it undoes needs no delays
+        to line that saga up with it. First without any of the network's decisions, then
+        without each one of them (at any such moment), else with them all (at an earlier
+        one): the first that still fails."""
         violators = {v.saga_id for v in found.get(key_of(current), ())}
         try:
             for crash in [d for d in current if d.kind == "crash_at"]:
                 service, at = str(crash.key[0]), int(crash.key[1])
-                rest = [d for d in current if d is not crash]
-                traced = simulate(scenario.simulation(decisions=rest, saga=saga, raise_is_violation=True))
-                instants = {
-                    r.t_us + 1
-                    for r in traced.trace.records
-                    if r.node == service and r.saga in violators and r.t_us + 1 < at
-                }
-                current = as_crash_at(current, crash, sorted(instants))
+                network = [d for d in current if d.kind in NETWORK_KINDS]
+                tries: list[tuple[Sequence[Decision], int | None]] = (
+                    [(network, None)] if network else []
+                )
+                if len(network) > 1:
+                    tries += [([d], None) for d in network[:MAX_PAIRS]]
+                for without, before in (*tries, ((), at)):
+                    rest = [d for d in current if d is not crash and d not in without]
+                    traced = simulate(
+                        scenario.simulation(decisions=rest, saga=saga, raise_is_violation=True)
+                    )
+                    instants = {
+                        r.t_us + 1
+                        for r in traced.trace.records
+                        if r.node == service
+                        and r.saga in violators
+                        and (before is None or r.t_us + 1 < before)
+                    }
+                    moved = as_crash_at(current, crash, sorted(instants), without)
+                    if moved is not current:
+                        current = moved
+                        break
         except _Budget:
             pass
         return current
