@@ -402,11 +402,24 @@ def test_a_handler_that_raises_is_a_finding_shrunk_and_replayed(jobs: int, tmp_p
     replay = result.replays[0]
     assert replay.invariant == HANDLERS_RETURN
     assert replay.decisions == ()  # it raises with no fault at all
+    trace, diagram = tmp_path / "raised.jsonl", tmp_path / "raised.mmd"
     done = run_py(
         "replay", str(result.paths[0]), "--saga-def", "planted_bugs:EXPLODING",
-        pythonpath=REPO / "tests",
+        "--trace", str(trace), "--diagram", str(diagram), pythonpath=REPO / "tests",
     )  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr
+    last = json.loads(trace.read_text().splitlines()[-1])  # the run stops at the raise
+    assert {k: last.get(k) for k in ("kind", "node", "saga", "event", "info")} == {
+        "kind": "raise",
+        "node": "shipping",
+        "saga": "saga-3",
+        "event": "PaymentCharged",
+        "info": "KeyError: 'no carrier for saga-3'",
+    }
+    assert (
+        "Note over shipping: RAISED KeyError: 'no carrier for saga-3' handling PaymentCharged"
+        in (diagram.read_text())
+    )
     number = number_of(SHOP, HANDLERS_RETURN)
     assert number == len(SHOP.invariants) + 1
     assert re.search(

@@ -356,6 +356,8 @@ class _Drawing:
             self._note(node, f"FORCED FAILURE of {node} for {record.saga}: {record.info}")
         elif kind == "crash":
             self._note(node, f"CRASH {record.info} ({at})")
+        elif kind == "raise":
+            self._note(node, f"RAISED {record.info} handling {what} ({at}): the run stops here")
         elif kind == "restart":
             self._note(node, f"RESTART from durable state ({at})")
         elif kind == "partition":

@@ -42,16 +42,20 @@ class HandlerError(SagaError):
     """A service's handler raised during a run: a bug in the system under test, reported on
     one line with where it happened. `original` is the handler's own exception; `raised` is
     what it raised, on one line without the run around it (`KeyError: 'x' (while ...)`), for
-    reports that name the run themselves (certify's table); `saga_id` is the saga whose
-    message it was handling, when the runner said so (`where_note`)."""
+    reports that name the run themselves (certify's table)."""
 
     def __init__(
-        self, message: str, original: BaseException, raised: str = "", saga_id: str = ""
+        self,
+        message: str,
+        original: BaseException,
+        raised: str = "",
+        where: tuple[str, str, str] = ("", "", ""),
     ) -> None:
         super().__init__(message)
         self.original = original
         self.raised = raised or message
-        self.saga_id = saga_id
+        #: (service, what it handled, saga id), when the runner said so (`where_note`).
+        self.service, self.handled, self.saga_id = where
 
 
 def where_note(service: str, handled: str, saga_id: str) -> str:
@@ -59,7 +63,7 @@ def where_note(service: str, handled: str, saga_id: str) -> str:
     return f"while {service} handled {handled} of saga {saga_id}"
 
 
-_WHERE = re.compile(r"^while \S+ handled \S+ of saga (\S+)$")
+_WHERE = re.compile(r"^while (\S+) handled (\S+) of saga (\S+)$")
 
 
 def handler_error(raised: BaseException) -> HandlerError:
@@ -73,9 +77,9 @@ def handler_error(raised: BaseException) -> HandlerError:
         return exc
     notes = getattr(exc, "__notes__", ())
     where = "; ".join(notes)
-    saga_id = next((m[1] for note in notes if (m := _WHERE.match(note))), "")
+    struck = next(((m[1], m[2], m[3]) for note in notes if (m := _WHERE.match(note))), None)
     text = f"{type(exc).__name__}: {exc}" + (f" ({where})" if where else "")
-    return HandlerError(f"the run raised {text}", exc, raised=text, saga_id=saga_id)
+    return HandlerError(f"the run raised {text}", exc, raised=text, where=struck or ("", "", ""))
 
 
 class ClusterError(SagaError):

@@ -198,7 +198,17 @@ class Simulation:
             except Exception as raised:
                 if not self.raise_is_violation or isinstance(raised, SagaError):
                     raise
-                verdict, stopped = raised_verdict(self.saga, handler_error(raised)), True
+                error = handler_error(raised)
+                original = error.original
+                bus.trace.add(
+                    bus.now,
+                    "raise",
+                    error.service,
+                    error.saga_id,
+                    error.handled,
+                    info=f"{type(original).__name__}: {original}",
+                )
+                verdict, stopped = raised_verdict(self.saga, error), True
             else:
                 verdict = judge(
                     FinishedRun(

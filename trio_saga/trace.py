@@ -21,7 +21,7 @@ class Record(NamedTuple):
     seq: int
     t_us: int
     kind: str  # start publish send drop duplicate delay reorder hold deliver lost handle ignore
-    # ack redeliver reply crash restart relay partition heal fail outcome effect
+    # ack redeliver reply crash restart relay partition heal fail outcome effect raise
     node: str
     saga: str
     event: str  # an event type or command name, or ""
