@@ -77,9 +77,9 @@ def handler_error(raised: BaseException) -> HandlerError:
         return exc
     notes = getattr(exc, "__notes__", ())
     where = "; ".join(notes)
-    struck = next(((m[1], m[2], m[3]) for note in notes if (m := _WHERE.match(note))), None)
+    struck = next(((m[1], m[2], m[3]) for note in notes if (m := _WHERE.match(note))), ("", "", ""))
     text = f"{type(exc).__name__}: {exc}" + (f" ({where})" if where else "")
-    return HandlerError(f"the run raised {text}", exc, raised=text, where=struck or ("", "", ""))
+    return HandlerError(f"the run raised {text}", exc, raised=text, where=struck)
 
 
 class ClusterError(SagaError):

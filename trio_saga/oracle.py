@@ -189,7 +189,7 @@ def describe(violation: Violation, saga: SagaDefinition, trace: Trace | None = N
 def number_of(saga: SagaDefinition, invariant: str) -> int | str:
     """The invariant's number on screen: its place in the saga's list, 1-based (a raising
     handler's comes after them all)."""
-    names = (*saga.invariants, HANDLERS_RETURN)
+    names = saga.reported_invariants
     return names.index(invariant) + 1 if invariant in names else "?"
 
 

@@ -296,6 +296,11 @@ class SagaDefinition:
         """Every invariant of this saga by name: the generic ones, then its own checks."""
         return (*GENERIC_INVARIANTS, *(check.name for check in self.checks))
 
+    @property
+    def reported_invariants(self) -> tuple[str, ...]:
+        """Every invariant a run's verdict can name: the saga's, then `HANDLERS_RETURN`."""
+        return (*self.invariants, HANDLERS_RETURN)
+
     # -- building --------------------------------------------------------------------------
 
     def make_services(self, state: Mapping[str, Any] | None = None) -> list[Any]:

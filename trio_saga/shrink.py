@@ -28,7 +28,7 @@ from faults import Decision
 from faults.base import TIMED_KINDS
 
 from .errors import SagaError
-from .saga import BUILT_IN, HANDLERS_RETURN, SagaDefinition, Violation, load_saga
+from .saga import BUILT_IN, SagaDefinition, Violation, load_saga
 from .scenario import Scenario, scenario_dir
 from .simulation import Simulation, SimulationResult, simulate
 
@@ -61,6 +61,8 @@ NETWORK_KINDS = frozenset({"drop", "delay", "duplicate", "reorder"})
 #: How many neighbours of a violating saga the focus pass pairs it with, when the saga's own
 #: decisions are not enough to break the invariant again.
 MAX_PAIRS = 8
+#: How many of the network's decisions `closer` leaves out one at a time.
+MAX_LEFT_OUT = 8
 
 
 class ReplayError(SagaError):
@@ -89,9 +91,10 @@ def neighbours(saga_id: str, order: Sequence[str], limit: int = MAX_PAIRS) -> li
     together are the ones that overlap, compete for stock or share a service's memory."""
     if saga_id not in order:
         return list(order[:limit])
-    at = order.index(saga_id)
+    place = {s: i for i, s in enumerate(order)}
+    at = place[saga_id]
     others = [s for s in order if s != saga_id]
-    return sorted(others, key=lambda s: (abs(order.index(s) - at), order.index(s)))[:limit]
+    return sorted(others, key=lambda s: (abs(place[s] - at), place[s]))[:limit]
 
 
 def trace_digest(result: SimulationResult) -> str:
@@ -185,6 +188,10 @@ def shrink(
     def key_of(subset: list[Decision]) -> tuple[int, ...]:
         return tuple(position[id(d)] for d in subset)
 
+    def violators(subset: list[Decision]) -> set[str | None]:
+        """The sagas that broke the invariant in the replay of `subset` (one that failed)."""
+        return {v.saga_id for v in found.get(key_of(subset), ())}
+
     def fails(subset: list[Decision]) -> bool:
         key = key_of(subset)
         if key in cache:
@@ -238,10 +245,8 @@ def shrink(
         a crash at that instant (just after it, else at it): it then needs none of that saga's
         decisions to happen, and ddmin can drop them. A crash at a violating saga's own commit
         stays: it says more than a time does."""
-        violators = {v.saga_id for v in found.get(key_of(current), ())}
-        anchored = [
-            d for d in current if d.kind in COMMIT_CRASHES and str(d.key[1]) not in violators
-        ]
+        broke = violators(current)
+        anchored = [d for d in current if d.kind in COMMIT_CRASHES and str(d.key[1]) not in broke]
         if not anchored:
             return current
         traced = simulate(
@@ -267,7 +272,7 @@ def shrink(
         to line that saga up with it. First without any of the network's decisions, then
         without each one of them (at any such moment), else with them all (at an earlier
         one): the first that still fails."""
-        violators = {v.saga_id for v in found.get(key_of(current), ())}
+        broke = violators(current)
         try:
             for crash in [d for d in current if d.kind == "crash_at"]:
                 service, at = str(crash.key[0]), int(crash.key[1])
@@ -276,9 +281,10 @@ def shrink(
                     [(network, None)] if network else []
                 )
                 if len(network) > 1:
-                    tries += [([d], None) for d in network[:MAX_PAIRS]]
+                    tries += [([d], None) for d in network[:MAX_LEFT_OUT]]
                 for without, before in (*tries, ((), at)):
-                    rest = [d for d in current if d is not crash and d not in without]
+                    left_out = {id(d) for d in without}
+                    rest = [d for d in current if d is not crash and id(d) not in left_out]
                     traced = simulate(
                         scenario.simulation(decisions=rest, saga=saga, raise_is_violation=True)
                     )
@@ -286,7 +292,7 @@ def shrink(
                         r.t_us + 1
                         for r in traced.trace.records
                         if r.node == service
-                        and r.saga in violators
+                        and r.saga in broke
                         and (before is None or r.t_us + 1 < before)
                     }
                     moved = as_crash_at(current, crash, sorted(instants), without)
@@ -514,7 +520,7 @@ class ReplayFile:
     def load_scenario(self, saga: SagaDefinition) -> Scenario:
         """The embedded scenario (or the named one), on `saga` whatever the TOML names; the
         invariants the file names must be the saga's."""
-        names = (*saga.invariants, HANDLERS_RETURN)
+        names = saga.reported_invariants
         unknown = [name for name in (self.invariant, *self.violated) if name not in names]
         if unknown:
             raise ReplayError(
